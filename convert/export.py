@@ -1,0 +1,140 @@
+"""Export targets: one ``export_<target>`` function each, dispatched from ``EXPORTERS``.
+
+The TFLite targets chain on the SavedModel target: Keras 3 ``model.export()`` then
+``TFLiteConverter.from_saved_model`` is the documented converter path for Keras 3 models.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from convert.artifacts import write_bytes_atomic
+from convert.config import IOType
+
+log = logging.getLogger(__name__)
+
+KERAS_FILE = "model_float.keras"
+FLOAT_TFLITE_FILE = "model_float.tflite"
+INT8_TFLITE_FILE = "model_int8.tflite"
+
+
+class Target(str, enum.Enum):
+    KERAS = "keras"
+    SAVED_MODEL = "saved-model"
+    TFLITE_FLOAT = "tflite-float"
+    TFLITE_INT8 = "tflite-int8"
+
+
+@dataclass
+class ExportContext:
+    """What the exporters share; each fills in the path it wrote, so later targets chain on earlier ones.
+
+    Attributes:
+        model: The float Keras model (RGB 0..255 pixels in, softmax scores out).
+        out_dir: Where artifacts go (the run's staging folder).
+        work_dir: Scratch space (the SavedModel).
+        calibration: float32 (N, H, W, 3) representative inputs for int8 calibration.
+        io_type: The integer model's I/O dtype.
+        float_fallback_nodes: Output tensor names of ops to leave in float (empty: full-integer).
+        written: Target -> path written.
+    """
+
+    model: object
+    out_dir: Path
+    work_dir: Path
+    calibration: np.ndarray | None = None
+    io_type: IOType = IOType.INT8
+    float_fallback_nodes: tuple[str, ...] = ()
+    written: dict = field(default_factory=dict)
+
+
+def export_keras(ctx: ExportContext) -> Path:
+    """The float Keras model as a ``.keras`` file."""
+    path = ctx.out_dir / KERAS_FILE
+    tmp = path.with_name(".tmp-" + path.name)  # keras requires the .keras suffix, so the temp name keeps it
+    ctx.model.save(tmp)
+    tmp.replace(path)
+    return path
+
+
+def export_saved_model(ctx: ExportContext) -> Path:
+    """A TF SavedModel (serving signature) in the work folder: the converter's input."""
+    path = ctx.work_dir / "saved_model"
+    ctx.model.export(str(path), format="tf_saved_model", verbose=False)
+    return path
+
+
+def _saved_model(ctx: ExportContext) -> Path:
+    if Target.SAVED_MODEL not in ctx.written:
+        ctx.written[Target.SAVED_MODEL] = export_saved_model(ctx)
+    return ctx.written[Target.SAVED_MODEL]
+
+
+def export_tflite_float(ctx: ExportContext) -> Path:
+    """The float32 TFLite model (no optimizations)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(_saved_model(ctx)))
+    return write_bytes_atomic(ctx.out_dir / FLOAT_TFLITE_FILE, converter.convert())
+
+
+def int8_converter(saved_model: Path, calibration: np.ndarray):
+    """A converter set up for int8 post-training quantization with per-channel weights."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([sample[None].astype(np.float32)] for sample in calibration)
+    return converter
+
+
+def export_tflite_int8(ctx: ExportContext) -> Path:
+    """The integer TFLite model: every op int8 with int8/uint8 I/O, unless fallback nodes are named.
+
+    With ``float_fallback_nodes`` the named ops stay float (TFLite's selective quantization through the
+    QuantizationDebugger); the input is still integer, the output is float if the last op is.
+    """
+    import tensorflow as tf
+
+    if ctx.calibration is None or len(ctx.calibration) == 0:
+        raise ValueError("int8 export needs calibration inputs")
+    io_dtype = {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8}[ctx.io_type]
+    saved_model = _saved_model(ctx)
+    if not ctx.float_fallback_nodes:
+        converter = int8_converter(saved_model, ctx.calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = io_dtype
+        converter.inference_output_type = io_dtype
+        data = converter.convert()
+    else:
+        from tensorflow.lite.python.util import modify_model_io_type
+
+        options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(ctx.float_fallback_nodes))
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=int8_converter(saved_model, ctx.calibration),
+            debug_dataset=lambda: ([sample[None]] for sample in ctx.calibration[:1]),
+            debug_options=options,
+        )
+        data = modify_model_io_type(debugger.get_nondebug_quantized_model(), io_dtype, tf.float32)
+    return write_bytes_atomic(ctx.out_dir / INT8_TFLITE_FILE, data)
+
+
+EXPORTERS: dict[Target, Callable[[ExportContext], Path]] = {
+    Target.KERAS: export_keras,
+    Target.SAVED_MODEL: export_saved_model,
+    Target.TFLITE_FLOAT: export_tflite_float,
+    Target.TFLITE_INT8: export_tflite_int8,
+}
+
+
+def export(ctx: ExportContext, targets: list[Target]) -> dict[Target, Path]:
+    """Runs the exporters for ``targets`` in order; returns what each wrote."""
+    for target in targets:
+        ctx.written[target] = EXPORTERS[target](ctx)
+    return {target: ctx.written[target] for target in targets}

@@ -1,0 +1,121 @@
+"""A TFLite classifier on whichever interpreter is installed: ai_edge_litert, tflite_runtime, or tf.lite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runtime.errors import ToolkitError
+from runtime.metadata import ModelMetadata
+from runtime.preprocess import dequantize, preprocess_rgb, quantize
+
+
+def _interpreter_class() -> tuple[type, str]:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+
+        return Interpreter, "ai_edge_litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter
+
+        return Interpreter, "tflite_runtime"
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf  # last resort: only where a full TensorFlow happens to be installed
+
+        return tf.lite.Interpreter, "tensorflow"
+    except ImportError:
+        raise ToolkitError(
+            "no TFLite interpreter found; pip install -r requirements-runtime.txt (ai-edge-litert), "
+            "see firmware_notes/raspberry_pi.md"
+        ) from None
+
+
+def load_interpreter(model_path: str | Path, num_threads: int | None = None) -> Any:
+    """Creates and allocates an interpreter for a ``.tflite`` file.
+
+    Args:
+        model_path: The model file.
+        num_threads: CPU threads; None means all cores.
+
+    Raises:
+        ToolkitError: The file is missing or not a valid TFLite model.
+    """
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ToolkitError(f"{model_path}: model file not found; run `make convert` or pass --model")
+    interpreter_class, _ = _interpreter_class()
+    try:
+        interpreter = interpreter_class(model_path=str(model_path), num_threads=num_threads or os.cpu_count())
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ToolkitError(f"{model_path}: not a loadable TFLite model ({first_line}); re-export it with `make convert`") from None
+    return interpreter
+
+
+def interpreter_backend() -> str:
+    """Names the interpreter package in use ("ai_edge_litert", "tflite_runtime" or "tensorflow")."""
+    return _interpreter_class()[1]
+
+
+class Classifier:
+    """Runs one image at a time through a TFLite classifier, whatever its input/output dtypes.
+
+    Quantization parameters always come from the tensors themselves, so int8, uint8 and float
+    models are handled alike.
+    """
+
+    def __init__(self, model_path: str | Path, metadata: ModelMetadata, num_threads: int | None = None):
+        self.model_path = Path(model_path)
+        self.metadata = metadata
+        self.interpreter = load_interpreter(self.model_path, num_threads)
+        self.input_detail = self.interpreter.get_input_details()[0]
+        self.output_detail = self.interpreter.get_output_details()[0]
+        expected = (1, metadata.input.height, metadata.input.width, 3)
+        if tuple(self.input_detail["shape"]) != expected:
+            raise ToolkitError(
+                f"{self.model_path}: model input shape {tuple(self.input_detail['shape'])} does not match the "
+                f"metadata's {expected}; use the metadata.json written with this model"
+            )
+        if int(self.output_detail["shape"][-1]) != len(metadata.labels):
+            raise ToolkitError(
+                f"{self.model_path}: model has {int(self.output_detail['shape'][-1])} outputs but the metadata "
+                f"lists {len(metadata.labels)} labels; use the labels written with this model"
+            )
+
+    @property
+    def input_dtype(self) -> np.dtype:
+        return np.dtype(self.input_detail["dtype"])
+
+    def input_tensor(self, input_float: np.ndarray) -> np.ndarray:
+        """Turns a preprocessed float (H, W, 3) input into the tensor the model takes (batch of one)."""
+        batch = input_float[None].astype(np.float32)
+        if self.input_dtype == np.float32:
+            return batch
+        scale, zero_point = self.input_detail["quantization"]
+        return quantize(batch, scale, zero_point, self.input_dtype)
+
+    def invoke(self, tensor: np.ndarray) -> np.ndarray:
+        """Runs the model on a ready input tensor; returns float32 output scores (n_classes,)."""
+        self.interpreter.set_tensor(self.input_detail["index"], tensor)
+        self.interpreter.invoke()
+        raw = self.interpreter.get_tensor(self.output_detail["index"])[0]
+        if np.dtype(self.output_detail["dtype"]) == np.float32:
+            return raw.astype(np.float32)
+        scale, zero_point = self.output_detail["quantization"]
+        return dequantize(raw, scale, zero_point)
+
+    def predict(self, input_float: np.ndarray) -> np.ndarray:
+        """Scores for one preprocessed float input (H, W, 3)."""
+        return self.invoke(self.input_tensor(input_float))
+
+    def classify_rgb(self, image_rgb: np.ndarray) -> np.ndarray:
+        """Scores for one RGB uint8 image of any size: preprocess, quantize, invoke, dequantize."""
+        return self.predict(preprocess_rgb(image_rgb, self.metadata.input))
