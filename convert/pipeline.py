@@ -28,7 +28,7 @@ from convert.export import (
     int8_converter,
 )
 from convert.head import assemble, default_epochs, extract_features, feature_extractor, head_input, predict_batched, train_head
-from convert.inspect_tflite import check_full_integer, inspect_tflite
+from convert.inspect_tflite import check_full_integer, inspect_tflite, producer_chain
 from runtime.errors import ToolkitError
 from runtime.metadata import LABELS_FILE, METADATA_FILE, ModelMetadata
 from runtime.preprocess import InputSpec, Normalization, normalize
@@ -39,7 +39,7 @@ CALIBRATION_MANIFEST_FILE = "calibration_manifest.json"
 DRIFT_JSON_FILE = "drift_report.json"
 DRIFT_MD_FILE = "drift_report.md"
 VALIDATION_IMAGES = 200  # held-out training images the automatic fix is chosen on (never the test set)
-FIX_FLOAT_LAYER_STEPS = (1, 2, 4, 8)  # worst-first float sets tried; each costs one int8 export (~1 min for VGG16)
+FIX_FLOAT_LAYER_STEPS = (1, 2, 4, 8)  # float sets tried, blamed op first; each costs one int8 export (~1 min for VGG16)
 LATENCY_RUNS = 10  # invokes per model when the fix's latency cost is measured (median)
 
 
@@ -123,6 +123,9 @@ def train_float_model(options: ConvertOptions, prepared: Prepared, calibration_i
     if head_kind is HeadKind.AUTO:
         head_kind = HeadKind.GAP if backbone.source == WeightsSource.IMAGENET.value else HeadKind.BLOCK4_CONV
     fine_tune = {FineTune.ON: True, FineTune.OFF: False}.get(options.fine_tune)
+    if fine_tune and head_input(head_kind) != "block5_pool":
+        raise ToolkitError(f"--fine-tune on trains block5, which the {head_kind.value} head does not read; "
+                           "use --head gap or flatten-mlp with it")
     if fine_tune is None:  # auto: block5 is retrained only where the head reads it and the weights are weak
         fine_tune = head_input(head_kind) == "block5_pool" and backbone.source == WeightsSource.HED.value
     epochs = options.epochs or default_epochs(head_kind, fine_tune)
@@ -270,39 +273,43 @@ def quantize_and_check(float_model: FloatModel, prepared: Prepared, calibration:
 
 def _auto_fix(ctx: ExportContext, float_model: FloatModel, prepared: Prepared, metadata: ModelMetadata,
               layers: list, options: ConvertOptions, int8_path: Path):
-    """Leaves the blamed layers in float, worst first, until the budget is met on held-out training images.
+    """Leaves the worst layer and the ops feeding it in float, in growing sets, until the budget is met.
+
+    The sets are chosen on held-out training images, never on the test set.
 
     Returns:
         (fix report, path of the fixed int8 model or None, its test scores or None).
     """
     validation_rgb = prepared.train_rgb[float_model.validation_index]
     reference = float_model.validation_scores
-    steps = []
     baseline = drift.compare(reference, drift.run_classifier(int8_path, metadata, validation_rgb,
                                                              "fix: int8 on validation", options.threads), None)
-    steps.append(f"full int8: validation agreement {baseline['top1_agreement']:.2%}")
+    steps = [f"full int8: validation agreement {baseline['top1_agreement']:.2%}"]
     baseline_latency = _median_latency_ms(int8_path, metadata, validation_rgb[0], options.threads)
     baseline_bytes = int8_path.stat().st_size
+    blamed = layers[0]
+    chain = producer_chain(ctx.written[Target.TFLITE_FLOAT], blamed.tensor_name, max(FIX_FLOAT_LAYER_STEPS))
+    errors = {layer.tensor_name: layer for layer in layers}
     chosen: list = []
-    for count in FIX_FLOAT_LAYER_STEPS:
-        if count > len(layers):
-            break
-        chosen = layers[:count]
-        ctx.float_fallback_nodes = tuple(item.tensor_name for item in chosen)
+    for count in sorted({min(step, len(chain)) for step in FIX_FLOAT_LAYER_STEPS}):
+        chosen = chain[:count]
+        ctx.float_fallback_nodes = tuple(tensor for _, tensor in chosen)
         export_tflite_int8(ctx)
-        scores = drift.run_classifier(int8_path, metadata, validation_rgb, f"fix: {len(chosen)} float layer(s)",
+        scores = drift.run_classifier(int8_path, metadata, validation_rgb, f"fix: {count} float op(s)",
                                       options.threads)
         agreement = drift.compare(reference, scores, None)["top1_agreement"]
-        steps.append(f"worst {count} layer(s) in float ({', '.join(item.short_name for item in chosen)}): "
-                     f"validation agreement {agreement:.2%}")
+        names = ", ".join(f"{op} {_short(tensor)}" for op, tensor in chosen)
+        steps.append(f"{count} op(s) in float ({names}): validation agreement {agreement:.2%}")
         if agreement >= options.min_agreement:
             report_after = inspect_tflite(int8_path)
             latency = _median_latency_ms(int8_path, metadata, validation_rgb[0], options.threads)
             test_scores = drift.run_classifier(int8_path, metadata, prepared.test_rgb, "fixed int8 on test",
                                                options.threads)
             fix = {
-                "method": "float fallback of the layers the QuantizationDebugger blamed (selective quantization)",
-                "float_layers": [item.to_dict() for item in chosen],
+                "method": "float fallback (selective quantization) of the blamed layer and the ops feeding it",
+                "blamed": blamed.to_dict(),
+                "float_layers": [errors[tensor].to_dict() if tensor in errors else {"op": op, "tensor": tensor}
+                                 for op, tensor in chosen],
                 "float_ops": report_after.float_ops,
                 "bytes_before": baseline_bytes,
                 "bytes_after": int8_path.stat().st_size,
@@ -312,16 +319,21 @@ def _auto_fix(ctx: ExportContext, float_model: FloatModel, prepared: Prepared, m
                 "validation_images": int(len(validation_rgb)),
                 "steps": steps,
             }
-            fix["summary"] = (f"{len(chosen)} layer(s) left in float ({', '.join(item.op_name for item in chosen)}); "
+            fix["summary"] = (f"{count} op(s) left in float ({', '.join(op for op, _ in chosen)}); "
                               f"size {baseline_bytes / 1e6:.2f} -> {fix['bytes_after'] / 1e6:.2f} MB, "
                               f"latency {baseline_latency:.1f} -> {latency:.1f} ms")
             return fix, int8_path, test_scores
-    # Not fixable within the limit: restore the full-integer model so the rejected artifacts show the original.
+    # Not fixable this way: restore the full-integer model so the rejected artifacts show the original.
     ctx.float_fallback_nodes = ()
     export_tflite_int8(ctx)
-    summary = (f"no fix with up to {len(chosen)} float layer(s); "
+    summary = (f"no fix with up to {len(chosen)} float op(s) before {blamed.op_name} {blamed.short_name}; "
                "a better-margined float model is needed (see --fine-tune, --l2, --head)")
-    return {"method": "float fallback", "summary": summary, "steps": steps, "float_layers": []}, None, None
+    return {"method": "float fallback", "blamed": blamed.to_dict(), "summary": summary, "steps": steps,
+            "float_layers": []}, None, None
+
+
+def _short(tensor_name: str) -> str:
+    return drift.LayerError("", tensor_name, 0.0, 0.0, 0.0).short_name
 
 
 def _median_latency_ms(model_path: Path, metadata: ModelMetadata, image_rgb: np.ndarray, threads: int | None) -> float:

@@ -37,12 +37,14 @@ def _interpreter_class() -> tuple[type, str]:
         ) from None
 
 
-def load_interpreter(model_path: str | Path, num_threads: int | None = None) -> Any:
+def load_interpreter(model_path: str | Path, num_threads: int | None = None, delegates: bool = True) -> Any:
     """Creates and allocates an interpreter for a ``.tflite`` file.
 
     Args:
         model_path: The model file.
         num_threads: CPU threads; None means all cores.
+        delegates: Apply the default delegate (XNNPACK). Off, the op list shows the model's own ops
+            instead of DELEGATE nodes, which is what inspection needs.
 
     Raises:
         ToolkitError: The file is missing or not a valid TFLite model.
@@ -50,9 +52,15 @@ def load_interpreter(model_path: str | Path, num_threads: int | None = None) -> 
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ToolkitError(f"{model_path}: model file not found; run `make convert` or pass --model")
-    interpreter_class, _ = _interpreter_class()
+    interpreter_class, backend = _interpreter_class()
+    options = {}
+    if not delegates:
+        resolver = {"ai_edge_litert": "ai_edge_litert.interpreter", "tflite_runtime": "tflite_runtime.interpreter"}
+        module = __import__(resolver.get(backend, "tensorflow.lite.python.interpreter"), fromlist=["OpResolverType"])
+        options["experimental_op_resolver_type"] = module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     try:
-        interpreter = interpreter_class(model_path=str(model_path), num_threads=num_threads or os.cpu_count())
+        interpreter = interpreter_class(model_path=str(model_path), num_threads=num_threads or os.cpu_count(),
+                                        **options)
         interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

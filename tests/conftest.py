@@ -1,0 +1,55 @@
+"""Shared fixtures: synthetic image trees for fast tests, the shared photo set for slow ones."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cats_vs_dogs"
+
+
+def pytest_configure(config):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def write_image(path: Path, rgb: tuple[int, int, int], size=(40, 30), seed=0, fmt=None) -> Path:
+    """A noisy solid-colour image: classes differ by colour, images within a class by noise."""
+    rng = np.random.default_rng(seed)
+    array = np.clip(np.array(rgb, np.int16) + rng.integers(-20, 21, (size[1], size[0], 3)), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, format=fmt)
+    return path
+
+
+COLOURS = {"cat": (200, 60, 40), "dog": (40, 80, 200), "fox": (60, 200, 60)}
+
+
+def make_tree(root: Path, per_class: dict[str, int], split: str | None = None, start_seed: int = 0) -> Path:
+    """class folders (under ``split`` if given) of synthetic JPEGs; returns root."""
+    base = root / split if split else root
+    seed = start_seed
+    for name, count in per_class.items():
+        for i in range(count):
+            write_image(base / name / f"{name}.{i}.jpg", COLOURS[name], seed=seed)
+            seed += 1
+    return root
+
+
+@pytest.fixture
+def tiny_tree(tmp_path: Path) -> Path:
+    """train/ and test/ with cat and dog folders of synthetic images."""
+    root = tmp_path / "data"
+    make_tree(root, {"cat": 12, "dog": 8}, "train")
+    make_tree(root, {"cat": 4, "dog": 4}, "test", start_seed=100)
+    return root
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "train").is_dir():
+        pytest.skip(f"shared data set not found at {SHARED_DATA}")
+    return SHARED_DATA

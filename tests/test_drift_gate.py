@@ -1,0 +1,100 @@
+"""The drift gate and its automatic fix, through the real pipeline code, on tiny models in seconds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convert.config import ConvertOptions, FixMode
+from convert.data import scan_dataset
+from convert.drift import compare, confusion_matrix, worst_disagreements
+from convert.inspect_tflite import inspect_tflite
+from convert.pipeline import FloatModel, Prepared, quantize_and_check
+from runtime.preprocess import InputSpec
+from tests.tiny_models import SIZE, keras_scores, tiny_classifier
+
+
+def _prepared(tree) -> Prepared:
+    from convert.data import decode_split
+
+    dataset = scan_dataset(tree)
+    spec = InputSpec(SIZE, SIZE)
+    dataset.train, train_rgb = decode_split(dataset.train, spec, "decode")
+    dataset.test, test_rgb = decode_split(dataset.test, spec, "decode")
+    return Prepared(dataset, spec, train_rgb, test_rgb)
+
+
+def _float_model(model, prepared: Prepared) -> FloatModel:
+    validation = np.arange(len(prepared.train_rgb))
+    return FloatModel(model, ["cat", "dog"], keras_scores(model, prepared.test_rgb.astype(np.float32)), validation,
+                      keras_scores(model, prepared.train_rgb.astype(np.float32)), {"arch": "tiny", "head": "test"})
+
+
+def _options(tmp_path, fix: FixMode) -> ConvertOptions:
+    return ConvertOptions(data=tmp_path, out=tmp_path / "out", fix=fix, float_tflite_eval=8, debug_images=8)
+
+
+def _trained(prepared: Prepared, fragile: bool):
+    return tiny_classifier(fragile=fragile, train_pixels=prepared.train_rgb.astype(np.float32),
+                           train_labels=prepared.dataset.train.labels)
+
+
+@pytest.fixture
+def fragile_setup(tmp_path):
+    from tests.conftest import make_tree
+
+    # 200 validation and 200 test images: at the 99.5% budget one flip is allowed, as in the real pipeline.
+    tree = make_tree(tmp_path / "data", {"cat": 100, "dog": 100}, "train")
+    make_tree(tree, {"cat": 100, "dog": 100}, "test", start_seed=500)
+    prepared = _prepared(tree)
+    return prepared, _float_model(_trained(prepared, fragile=True), prepared)
+
+
+def test_gate_fails_on_a_fragile_head_and_blames_it(tmp_path, fragile_setup):
+    prepared, float_model = fragile_setup
+    (tmp_path / "a").mkdir()
+    outcome = quantize_and_check(float_model, prepared, prepared.train_rgb[:16].astype(np.float32),
+                                 _options(tmp_path, FixMode.NONE), tmp_path / "a", tmp_path / "a")
+    assert not outcome.passed
+    assert outcome.report["test"]["top1_agreement"] < 0.995
+    assert outcome.report["worst_layer"]["op"] == "FULLY_CONNECTED"
+    assert "predictions" in outcome.report["worst_layer"]["layer"]
+    assert outcome.report["fix"] is None
+    assert (tmp_path / "a" / "drift_report.md").read_text().count("FAIL") >= 1
+
+
+def test_auto_fix_restores_agreement_with_reported_cost(tmp_path, fragile_setup):
+    prepared, float_model = fragile_setup
+    (tmp_path / "b").mkdir()
+    outcome = quantize_and_check(float_model, prepared, prepared.train_rgb[:16].astype(np.float32),
+                                 _options(tmp_path, FixMode.AUTO), tmp_path / "b", tmp_path / "b")
+    fix = outcome.report["fix"]
+    assert fix is not None and fix["float_layers"], fix
+    assert outcome.passed, fix["summary"]
+    assert outcome.report["verdict"] == "PASS with float fallback"
+    assert outcome.report["test"]["top1_agreement"] >= 0.995
+    assert inspect_tflite(outcome.int8_path).float_ops == fix["float_ops"] != []
+    assert fix["bytes_after"] > 0 and fix["latency_ms_after"] > 0
+
+
+def test_a_robust_model_passes_without_a_fix(tmp_path, fragile_setup):
+    prepared, _ = fragile_setup
+    float_model = _float_model(_trained(prepared, fragile=False), prepared)
+    (tmp_path / "c").mkdir()
+    outcome = quantize_and_check(float_model, prepared, prepared.train_rgb[:16].astype(np.float32),
+                                 _options(tmp_path, FixMode.AUTO), tmp_path / "c", tmp_path / "c")
+    assert outcome.report["verdict"] == "PASS", outcome.report["test"]
+    assert outcome.report["fix"] is None
+    assert inspect_tflite(outcome.int8_path).float_ops == []
+
+
+def test_compare_and_confusion():
+    reference = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]], np.float32)
+    candidate = np.array([[0.8, 0.2], [0.3, 0.7], [0.4, 0.6]], np.float32)
+    result = compare(reference, candidate, np.array([0, 1, 1]))
+    assert result["top1_agreement"] == pytest.approx(2 / 3)
+    assert result["max_abs_prob_diff"] == pytest.approx(0.2)
+    assert result["accuracy_reference"] == pytest.approx(2 / 3) and result["accuracy_candidate"] == 1.0
+    assert confusion_matrix(np.array([0, 1, 1]), np.array([0, 1, 0]), 2) == [[1, 0], [1, 1]]
+    worst = worst_disagreements(["a", "b", "c"], reference, candidate, ["cat", "dog"], limit=1)
+    assert worst[0]["file"] == "c" and worst[0]["float"] == "cat" and worst[0]["quantized"] == "dog"

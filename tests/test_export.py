@@ -1,0 +1,120 @@
+"""Export targets on tiny seeded models: ops and dtypes checked, I/O types, determinism, selective float."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convert.config import IOType
+from convert.export import EXPORTERS, ExportContext, Target, export
+from convert.inspect_tflite import check_full_integer, inspect_tflite
+from runtime.errors import ToolkitError
+from runtime.interpreter import Classifier
+from runtime.metadata import ModelMetadata
+from runtime.preprocess import InputSpec
+from tests.tiny_models import SIZE, keras_scores, random_pixels, tiny_classifier
+
+# int8 vs float on a well-behaved tiny model: probabilities move by a few quantization steps of the
+# softmax output (1/256 each), never by more than this.
+TINY_MAX_PROB_DIFF = 0.05
+
+
+def _export(tmp_path, model, io_type=IOType.INT8, nodes=(), name="run"):
+    out = tmp_path / name
+    out.mkdir()
+    ctx = ExportContext(model=model, out_dir=out, work_dir=out, calibration=random_pixels(16),
+                        io_type=io_type, float_fallback_nodes=tuple(nodes))
+    return ctx, export(ctx, [Target.TFLITE_FLOAT, Target.TFLITE_INT8])
+
+
+def _metadata():
+    return ModelMetadata(labels=["a", "b"], input=InputSpec(SIZE, SIZE))
+
+
+def test_every_target_has_one_exporter():
+    assert set(EXPORTERS) == set(Target)
+
+
+@pytest.mark.parametrize("io_type", list(IOType))
+def test_int8_model_is_full_integer_and_close_to_float(tmp_path, io_type):
+    model = tiny_classifier()
+    _, written = _export(tmp_path, model, io_type)
+    report = inspect_tflite(written[Target.TFLITE_INT8])
+    check_full_integer(report, written[Target.TFLITE_INT8], io_type.value)
+    assert report.float_ops == [] and report.input_dtype == io_type.value
+    assert {"CONV_2D", "MAX_POOL_2D", "MEAN", "FULLY_CONNECTED", "SOFTMAX"} <= set(report.op_counts)
+    # pixels 0..255 fit the input scale exactly: one step per pixel value
+    assert report.input_quantization[0] == pytest.approx(1.0, abs=0.01)
+    pixels = random_pixels(8, seed=7)
+    int8 = np.stack([Classifier(written[Target.TFLITE_INT8], _metadata()).predict(p) for p in pixels])
+    assert np.abs(int8 - keras_scores(model, pixels)).max() < TINY_MAX_PROB_DIFF
+
+
+def test_float_model_fails_the_integer_check(tmp_path):
+    _, written = _export(tmp_path, tiny_classifier())
+    report = inspect_tflite(written[Target.TFLITE_FLOAT])
+    assert report.float_ops
+    with pytest.raises(ToolkitError, match="still compute in float"):
+        check_full_integer(report, written[Target.TFLITE_FLOAT], "int8")
+
+
+def test_float_tflite_matches_keras(tmp_path):
+    model = tiny_classifier()
+    _, written = _export(tmp_path, model)
+    pixels = random_pixels(4, seed=3)
+    scores = np.stack([Classifier(written[Target.TFLITE_FLOAT], _metadata()).predict(p) for p in pixels])
+    np.testing.assert_allclose(scores, keras_scores(model, pixels), atol=1e-5)
+
+
+def test_same_inputs_give_the_same_int8_bytes(tmp_path):
+    model = tiny_classifier()
+    _, first = _export(tmp_path, model, name="a")
+    _, second = _export(tmp_path, model, name="b")
+    assert first[Target.TFLITE_INT8].read_bytes() == second[Target.TFLITE_INT8].read_bytes()
+
+
+def test_selective_float_fallback_keeps_named_layer_float(tmp_path):
+    model = tiny_classifier()
+    ctx, written = _export(tmp_path, model, name="full")
+    fc_tensor = next(d["name"] for d in _op_outputs(written[Target.TFLITE_INT8]) if d["op"] == "FULLY_CONNECTED")
+    _, fallback = _export(tmp_path, model, nodes=[fc_tensor], name="fallback")
+    report = inspect_tflite(fallback[Target.TFLITE_INT8])
+    assert any(op.startswith("FULLY_CONNECTED") for op in report.float_ops)
+    assert report.input_dtype == "int8"  # still integer pixels in
+    with pytest.raises(ToolkitError):
+        check_full_integer(report, fallback[Target.TFLITE_INT8], "int8")
+    check_full_integer(report, fallback[Target.TFLITE_INT8], "int8", allowed_float_ops=len(report.float_ops))
+
+
+def _op_outputs(path):
+    from runtime.interpreter import load_interpreter
+
+    interpreter = load_interpreter(path)
+    tensors = {d["index"]: d for d in interpreter.get_tensor_details()}
+    return [{"op": op["op_name"], "name": tensors[op["outputs"][0]]["name"]} for op in interpreter._get_ops_details()
+            if op["outputs"] and op["outputs"][0] in tensors]
+
+
+def test_classifier_rejects_mismatched_metadata(tmp_path):
+    _, written = _export(tmp_path, tiny_classifier())
+    with pytest.raises(ToolkitError, match="does not match the metadata"):
+        Classifier(written[Target.TFLITE_INT8], ModelMetadata(labels=["a", "b"], input=InputSpec(32, 32)))
+    with pytest.raises(ToolkitError, match="lists 3 labels"):
+        Classifier(written[Target.TFLITE_INT8], ModelMetadata(labels=["a", "b", "c"], input=InputSpec(SIZE, SIZE)))
+
+
+@pytest.mark.parametrize("content", [None, b"", b"TFL3 but not really"])
+def test_missing_or_broken_model_file(tmp_path, content):
+    path = tmp_path / "model.tflite"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ToolkitError, match="model file not found|not a loadable TFLite model"):
+        Classifier(path, _metadata())
+
+
+def test_truncated_model_file(tmp_path):
+    _, written = _export(tmp_path, tiny_classifier())
+    path = tmp_path / "cut.tflite"
+    path.write_bytes(written[Target.TFLITE_INT8].read_bytes()[:1000])
+    with pytest.raises(ToolkitError, match="not a loadable TFLite model"):
+        Classifier(path, _metadata())

@@ -1,0 +1,182 @@
+"""Real VGG16 (hed weights) on the shared photos: int8 drift, the fragile-head trap, end-to-end CLI.
+
+Expensive work (decoding, block1-4 features) is done once per session in ``hed``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convert.config import Arch, ConvertOptions, FixMode, HeadKind
+from convert.pipeline import FloatModel, prepare_data, quantize_and_check
+
+pytestmark = pytest.mark.slow
+
+TRAIN_PER_CLASS = 200
+TEST_PER_CLASS = 100  # 200 test images: the issue's floor for the slow drift tests
+CALIBRATION = 100
+BUDGET = 0.995  # top-1 agreement, the converter's default budget
+# Accuracy of int8 may differ from float by the disagreements alone; at 99.5% agreement on 200 images
+# that is at most 1 image = 0.5 points.
+MAX_ACCURACY_DROP = 0.005
+
+
+@pytest.fixture(scope="session")
+def hed(shared_data, tmp_path_factory):
+    from convert.backbone import build_backbone
+    from convert.head import extract_features, feature_extractor
+
+    options = ConvertOptions(data=shared_data, out=tmp_path_factory.mktemp("unused") / "out",
+                             max_train=TRAIN_PER_CLASS, max_test=TEST_PER_CLASS, calib=CALIBRATION,
+                             float_tflite_eval=20, debug_images=8)
+    prepared = prepare_data(options)
+    backbone = build_backbone(Arch.VGG16, "hed", 224)
+    extractor = feature_extractor(backbone, 224)
+    train_b4 = extract_features(extractor, prepared.train_rgb, "features train")
+    test_b4 = extract_features(extractor, prepared.test_rgb, "features test")
+    rng = np.random.default_rng(0)
+    calibration_index = np.sort(rng.permutation(len(prepared.train_rgb))[:CALIBRATION])
+    return {"options": options, "prepared": prepared, "backbone": backbone, "train_b4": train_b4,
+            "test_b4": test_b4, "calibration": prepared.train_rgb[calibration_index].astype(np.float32),
+            "validation_index": np.setdiff1d(np.arange(len(prepared.train_rgb)), calibration_index)}
+
+
+def _float_model(hed, model, tail, description):
+    from convert.head import predict_batched
+
+    validation = hed["validation_index"]
+    return FloatModel(model, hed["prepared"].dataset.classes, predict_batched(tail, hed["test_b4"]), validation,
+                      predict_batched(tail, hed["train_b4"][validation]), description)
+
+
+def test_default_head_survives_full_int8(hed, tmp_path):
+    from convert.head import assemble, train_head
+
+    labels = hed["prepared"].dataset.train.labels
+    result = train_head(hed["backbone"], HeadKind.BLOCK4_CONV, 2, hed["train_b4"], labels, False, 30, 32, 1e-3,
+                        0.5, 1e-3, seed=0)
+    model = assemble(hed["backbone"], result.head, 224, cut="block4_pool")
+    float_model = _float_model(hed, model, result.tail, {"arch": "vgg16", "head": "block4-conv", "weights": "hed"})
+    options = hed["options"]
+    options.fix = FixMode.NONE
+    outcome = quantize_and_check(float_model, hed["prepared"], hed["calibration"], options, tmp_path, tmp_path)
+    test = outcome.report["test"]
+    assert outcome.report["int8_model"]["float_ops"] == []
+    assert test["n"] == 2 * TEST_PER_CLASS
+    assert test["top1_agreement"] >= BUDGET, outcome.report["worst_disagreements"][:3]
+    assert test["accuracy_float"] - test["accuracy_int8"] <= MAX_ACCURACY_DROP
+    assert test["accuracy_float"] > 0.75  # a head that learned something, not chance
+    ft = outcome.report["float_tflite"]
+    assert ft["top1_agreement"] == 1.0 and ft["max_abs_prob_diff"] < 1e-3  # the float TFLite is the Keras model
+
+
+def _fragile_head(train_b5_pooled: np.ndarray, labels: np.ndarray):
+    """The trap of issue 2: logistic regression on standardized global-average-pooled block5 features."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    mean, var = train_b5_pooled.mean(0), train_b5_pooled.var(0) + 1e-6
+    features = keras.Input((None, None, 512), name="features")
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(features)
+    x = keras.layers.Normalization(mean=mean, variance=var, name="standardize")(x)
+    scores = keras.layers.Dense(2, activation="softmax", name="predictions")(x)
+    head = keras.Model(features, scores, name="head")
+    fit = keras.Model(head.get_layer("standardize").input, scores)  # train on pooled features directly
+    fit.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    fit.fit(train_b5_pooled, labels, epochs=200, batch_size=len(labels), verbose=0)  # to convergence, no penalty
+    return head
+
+
+def test_fragile_head_is_caught_blamed_and_fixed(hed, tmp_path):
+    import keras
+
+    from convert.head import assemble, predict_batched
+
+    backbone = hed["backbone"].model
+    b4 = keras.Input(hed["train_b4"].shape[1:])
+    x = b4
+    for name in ("block5_conv1", "block5_conv2", "block5_conv3", "block5_pool"):
+        x = backbone.get_layer(name)(x)
+    block5 = keras.Model(b4, x)
+    pooled = predict_batched(block5, hed["train_b4"]).mean(axis=(1, 2))
+    head = _fragile_head(pooled, hed["prepared"].dataset.train.labels)
+    tail = keras.Model(b4, head(block5(b4)))
+    model = assemble(hed["backbone"], head, 224)
+    float_model = _float_model(hed, model, tail, {"arch": "vgg16", "head": "fragile", "weights": "hed"})
+    options = hed["options"]
+
+    options.fix = FixMode.NONE
+    caught = quantize_and_check(float_model, hed["prepared"], hed["calibration"], options, tmp_path, tmp_path)
+    assert not caught.passed
+    before = caught.report["test"]["top1_agreement"]
+    assert before < BUDGET
+    assert caught.report["worst_layer"]["op"] == "FULLY_CONNECTED"
+    assert "predictions" in caught.report["worst_layer"]["layer"]
+    assert caught.report["worst_layer"]["rmse_over_scale"] > 5 * caught.report["layers"][1]["rmse_over_scale"]
+
+    fixed_dir = tmp_path / "fixed"
+    fixed_dir.mkdir()
+    options.fix = FixMode.AUTO
+    fixed = quantize_and_check(float_model, hed["prepared"], hed["calibration"], options, fixed_dir, fixed_dir)
+    fix = fixed.report["fix"]
+    print(json.dumps({"before": before, "after": fixed.report["test"]["top1_agreement"], "fix": fix}, indent=1))
+    assert fixed.passed, fix["summary"]
+    assert fixed.report["test"]["top1_agreement"] >= BUDGET
+    assert fix["float_ops"] and fix["bytes_after"] > 0
+    assert "float" in (fixed_dir / "drift_report.md").read_text()
+
+
+def test_end_to_end_cli_is_deterministic(shared_data, tmp_path, capsys):
+    from convert.__main__ import main
+
+    common = ["--data", str(shared_data), "--input-size", "32", "--max-train", "20", "--max-test", "10",
+              "--calib", "10", "--epochs", "3", "--float-tflite-eval", "4", "--debug-images", "2",
+              "--min-agreement", "0", "--weights", "hed"]
+    assert main(common + ["--out", str(tmp_path / "a")]) == 0
+    assert main(common + ["--out", str(tmp_path / "b")]) == 0
+    summary = capsys.readouterr().out
+    assert "convert summary: PASS" in summary and "top-1 agreement" in summary
+    a, b = tmp_path / "a", tmp_path / "b"
+    expected = {"model_float.keras", "model_float.tflite", "model_int8.tflite", "labels.txt", "metadata.json",
+                "calibration_manifest.json", "drift_report.json", "drift_report.md", "drift_confusion.png",
+                "drift_prob_diff.png", "drift_layers.png"}
+    assert {p.name for p in a.iterdir()} == expected
+    assert (a / "model_int8.tflite").read_bytes() == (b / "model_int8.tflite").read_bytes()
+    assert (a / "labels.txt").read_text() == "cat\ndog\n"
+    metadata = json.loads((a / "metadata.json").read_text())
+    assert metadata["input"] == {"height": 32, "width": 32, "channels": 3, "color_order": "RGB", "pixel_range": [0, 255],
+                                 "resize": "squash", "normalization": "raw", "in_model_normalization": "caffe"}
+    int8 = metadata["models"]["model_int8.tflite"]
+    assert int8["input_dtype"] == "int8" and int8["float_ops"] == []
+    assert int8["input_quantization"]["scale"] == pytest.approx(1.0, abs=0.01)
+    assert metadata["provenance"]["weights"] == "hed"
+    assert len(metadata["provenance"]["dataset_sha256"]) == 64
+    for name, info in metadata["artifacts"].items():
+        from convert.artifacts import sha256_file
+
+        assert sha256_file(a / name) == info["sha256"]
+    manifest = json.loads((a / "calibration_manifest.json").read_text())
+    assert manifest["count"] == 10 and {item["label"] for item in manifest["items"]} == {"cat", "dog"}
+
+
+def test_imagenet_head_pipeline_with_seeded_random_weights(shared_data, tmp_path, capsys):
+    """The 1000-class VGG16 top, converted the same way. Offline its weights are seeded random: this
+    checks the pipeline (shapes, int8 ops, top-5 metadata), not predictions."""
+    from convert.__main__ import main
+
+    code = main(["--data", str(shared_data), "--head", "imagenet", "--max-train", "4", "--max-test", "3",
+                 "--calib", "4", "--float-tflite-eval", "0", "--debug-images", "1", "--min-agreement", "0",
+                 "--fix", "none", "--out", str(tmp_path / "imagenet")])
+    out = capsys.readouterr().out
+    assert code == 0
+    metadata = json.loads((tmp_path / "imagenet" / "metadata.json").read_text())
+    assert len(metadata["labels"]) == 1000 and metadata["output"]["top_k"] == 5
+    assert metadata["models"]["model_int8.tflite"]["float_ops"] == []
+    source = metadata["provenance"]["weights"]
+    assert source == "imagenet" or source.startswith("random(seed="), source
+    if source != "imagenet":
+        assert "seeded random weights" in out

@@ -1,0 +1,66 @@
+"""Tiny seeded Keras models with the same shape of graph as the real ones (in-graph caffe normalization)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SIZE = 16  # pixels: tiny, so each conversion takes about a second
+
+
+def tiny_classifier(seed: int = 0, n_classes: int = 2, fragile: bool = False,
+                    train_pixels: np.ndarray | None = None, train_labels: np.ndarray | None = None):
+    """RGB pixels -> caffe normalization -> conv -> pool -> GAP -> dense softmax.
+
+    Given training images, the dense layer is a logistic regression fit on them. With ``fragile`` it is
+    the trap of issue 2 in miniature: the pooled features are a large common offset plus small class
+    differences (under one int8 step of the pooled tensor), and the regression is fit on *standardized*
+    features and deployed with the standardization folded into the dense layer.
+    """
+    import keras
+
+    from convert.backbone import caffe_preprocess_layer
+
+    keras.utils.set_random_seed(seed)
+    pixels = keras.Input((SIZE, SIZE, 3), name="image_rgb")
+    conv = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv")
+    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(
+        keras.layers.MaxPooling2D(2, name="pool")(conv(caffe_preprocess_layer()(pixels))))
+    dense = keras.layers.Dense(n_classes, activation="softmax", name="predictions")
+    model = keras.Model(pixels, dense(pooled), name="tiny")
+    if fragile:
+        kernel, _ = conv.get_weights()
+        conv.set_weights([kernel * 0.01, np.full(8, 100.0, np.float32)])
+    if train_pixels is not None:
+        features = np.asarray(keras.Model(pixels, pooled).predict_on_batch(train_pixels), np.float64)
+        if fragile:
+            mean, std = features.mean(0), features.std(0) + 1e-9
+            weights, bias = fit_logistic((features - mean) / std, train_labels, n_classes)
+            weights, bias = weights / std[:, None], bias - (mean / std) @ weights
+        else:
+            weights, bias = fit_logistic(features, train_labels, n_classes)
+        dense.set_weights([weights.astype(np.float32), bias.astype(np.float32)])
+    return model
+
+
+def fit_logistic(features: np.ndarray, labels: np.ndarray, n_classes: int, steps: int = 2000, rate: float = 0.1):
+    """Plain softmax regression by gradient descent, no penalty (as an unregularized LR fit would be)."""
+    scale = np.abs(features).max() or 1.0
+    x = features / scale  # for a stable step size; undone on the weights below
+    weights, bias = np.zeros((x.shape[1], n_classes)), np.zeros(n_classes)
+    onehot = np.eye(n_classes)[labels]
+    for _ in range(steps):
+        logits = x @ weights + bias
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        grad = (probs - onehot) / len(x)
+        weights -= rate * x.T @ grad
+        bias -= rate * grad.sum(0)
+    return weights / scale, bias
+
+
+def random_pixels(count: int, seed: int = 1) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, SIZE, SIZE, 3)).astype(np.float32)
+
+
+def keras_scores(model, pixels: np.ndarray) -> np.ndarray:
+    return np.asarray(model.predict_on_batch(pixels), np.float32)
