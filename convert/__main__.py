@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--l2", type=float, default=1e-3, help="L2 penalty on the head's kernels")
     parser.add_argument("--calib", type=_positive, default=200, help="calibration images (stratified from train)")
     parser.add_argument("--calib-manifest", type=Path, default=None, help="reuse this calibration manifest")
+    parser.add_argument("--quant-aware-head", action=argparse.BooleanOptionalAction, default=True,
+                        help="train the head on the int8 backbone's features too, so it survives quantization")
     parser.add_argument("--io", type=IOType, choices=list(IOType), default=IOType.INT8, help="int model I/O dtype")
     parser.add_argument("--min-agreement", type=_fraction, default=0.995,
                         help="drift budget: least top-1 agreement of int8 with float on the test set")
@@ -130,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             data=data, out=args.out, weights=args.weights, arch=args.arch, head=args.head, fine_tune=args.fine_tune,
             input_size=args.input_size, resize=args.resize, epochs=args.epochs, batch_size=args.batch_size,
             learning_rate=args.learning_rate, dropout=args.dropout, l2=args.l2, calib=args.calib,
-            calib_manifest=args.calib_manifest, io_type=args.io, min_agreement=args.min_agreement, fix=args.fix,
+            calib_manifest=args.calib_manifest, quant_aware_head=args.quant_aware_head, io_type=args.io,
+            min_agreement=args.min_agreement, fix=args.fix,
             test_fraction=args.test_fraction, max_train=args.max_train, max_test=args.max_test,
             float_tflite_eval=args.float_tflite_eval, debug_images=args.debug_images, threads=args.threads,
             seed=args.seed,

@@ -30,7 +30,7 @@ class HeadKind(str, enum.Enum):
     AUTO = "auto"  # gap for ImageNet weights; block4-conv for the hed weights (their block5 was retrained for edges)
     GAP = "gap"  # GlobalAveragePooling -> Dropout -> Dense softmax
     MLP = "flatten-mlp"  # Flatten -> Dense(256, relu) -> Dropout -> Dense softmax (the classic tutorial head)
-    BLOCK4_CONV = "block4-conv"  # on block4_pool: 1x1 conv(128, relu) -> avg+max pool -> Dropout -> Dense softmax
+    BLOCK4_CONV = "block4-conv"  # on block4_pool: 1x1 conv(128, relu) -> GlobalAveragePooling -> Dropout -> Dense
     IMAGENET = "imagenet"  # VGG's own 1000-class top (fc6/fc7/predictions); no training
 
 
@@ -76,6 +76,8 @@ class ConvertOptions:
         l2: L2 penalty on the head's dense kernels.
         calib: Number of calibration images (stratified from the training images).
         calib_manifest: Reuse this calibration manifest instead of selecting anew.
+        quant_aware_head: Train the head on the int8 backbone's features as well as the float ones, so its
+            decisions survive quantization (the frozen blocks 1-4 are converted with the same calibration).
         io_type: Integer model I/O type.
         min_agreement: Drift budget: least top-1 agreement of int8 with the float model on the test set.
         fix: What to do when the budget is missed.
@@ -103,6 +105,7 @@ class ConvertOptions:
     l2: float = 1e-3
     calib: int = 200
     calib_manifest: Path | None = None
+    quant_aware_head: bool = True
     io_type: IOType = IOType.INT8
     min_agreement: float = 0.995
     fix: FixMode = FixMode.AUTO

@@ -156,7 +156,7 @@ def decode_split(split: Split, spec: InputSpec, desc: str, workers: int = 2) -> 
     Returns:
         The split without the skipped files, and a uint8 array (N, H, W, 3) in RGB order.
     """
-    from tqdm import tqdm
+    from convert.progress import progress
 
     def load(path: Path) -> np.ndarray | ToolkitError:
         try:
@@ -165,7 +165,7 @@ def decode_split(split: Split, spec: InputSpec, desc: str, workers: int = 2) -> 
             return error
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(tqdm(pool.map(load, split.paths), total=len(split.paths), desc=desc, unit="img"))
+        results = list(progress(pool.map(load, split.paths), desc, total=len(split.paths)))
     keep = [i for i, result in enumerate(results) if not isinstance(result, ToolkitError)]
     skipped = Counter(split.skipped)
     for result in results:

@@ -25,12 +25,12 @@ WORST_LAYERS = 10  # layers listed in the report
 def run_classifier(model_path: Path, metadata: ModelMetadata, images_rgb: np.ndarray, desc: str,
                    threads: int | None = None) -> np.ndarray:
     """Scores of a TFLite model on already-resized uint8 RGB images, through the runtime's own path."""
-    from tqdm import tqdm
+    from convert.progress import progress
 
     classifier = Classifier(model_path, metadata, num_threads=threads)
     return np.stack([
         classifier.predict(normalize(image, metadata.input.normalization))
-        for image in tqdm(images_rgb, desc=desc, unit="img")
+        for image in progress(images_rgb, desc)
     ])
 
 
@@ -107,12 +107,17 @@ def layer_errors(converter, debug_inputs: np.ndarray) -> list[LayerError]:
         converter: An int8 converter with calibration set (see ``export.int8_converter``).
         debug_inputs: float32 (N, H, W, 3) inputs to measure on.
     """
+    import warnings
+
     import tensorflow as tf
 
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=converter, debug_dataset=lambda: ([sample[None].astype(np.float32)] for sample in debug_inputs)
-    )
-    debugger.run()
+    with warnings.catch_warnings():
+        # The debugger runs tf.lite.Interpreter, which warns about its own deprecation on every use.
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=lambda: ([sample[None].astype(np.float32)] for sample in debug_inputs)
+        )
+        debugger.run()
     buffer = io.StringIO()
     debugger.layer_statistics_dump(buffer)
     rows = []

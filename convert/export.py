@@ -113,8 +113,11 @@ def export_tflite_int8(ctx: ExportContext) -> Path:
         converter.inference_output_type = io_dtype
         data = converter.convert()
     else:
+        import warnings
+
         from tensorflow.lite.python.util import modify_model_io_type
 
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
         options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(ctx.float_fallback_nodes))
         debugger = tf.lite.experimental.QuantizationDebugger(
             converter=int8_converter(saved_model, ctx.calibration),

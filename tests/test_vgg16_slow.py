@@ -30,7 +30,8 @@ def hed(shared_data, tmp_path_factory):
     from convert.backbone import build_backbone
     from convert.head import extract_features, feature_extractor
 
-    options = ConvertOptions(data=shared_data, out=tmp_path_factory.mktemp("unused") / "out",
+    # weights="hed" explicitly: the shared backbone must match what train_float_model would build.
+    options = ConvertOptions(weights="hed", data=shared_data, out=tmp_path_factory.mktemp("unused") / "out",
                              max_train=TRAIN_PER_CLASS, max_test=TEST_PER_CLASS, calib=CALIBRATION,
                              float_tflite_eval=20, debug_images=8)
     prepared = prepare_data(options)
@@ -41,7 +42,8 @@ def hed(shared_data, tmp_path_factory):
     rng = np.random.default_rng(0)
     calibration_index = np.sort(rng.permutation(len(prepared.train_rgb))[:CALIBRATION])
     return {"options": options, "prepared": prepared, "backbone": backbone, "train_b4": train_b4,
-            "test_b4": test_b4, "calibration": prepared.train_rgb[calibration_index].astype(np.float32),
+            "test_b4": test_b4, "calibration_index": calibration_index,
+            "calibration": prepared.train_rgb[calibration_index].astype(np.float32),
             "validation_index": np.setdiff1d(np.arange(len(prepared.train_rgb)), calibration_index)}
 
 
@@ -54,15 +56,16 @@ def _float_model(hed, model, tail, description):
 
 
 def test_default_head_survives_full_int8(hed, tmp_path):
-    from convert.head import assemble, train_head
+    """The default pipeline's float model (block4-conv head, quantization-aware) through the drift gate."""
+    from convert.pipeline import train_float_model
 
-    labels = hed["prepared"].dataset.train.labels
-    result = train_head(hed["backbone"], HeadKind.BLOCK4_CONV, 2, hed["train_b4"], labels, False, 30, 32, 1e-3,
-                        0.5, 1e-3, seed=0)
-    model = assemble(hed["backbone"], result.head, 224, cut="block4_pool")
-    float_model = _float_model(hed, model, result.tail, {"arch": "vgg16", "head": "block4-conv", "weights": "hed"})
     options = hed["options"]
     options.fix = FixMode.NONE
+    float_model = train_float_model(options, hed["prepared"], set(hed["calibration_index"].tolist()),
+                                    hed["calibration"], backbone=hed["backbone"],
+                                    features=(hed["train_b4"], hed["test_b4"]))
+    assert float_model.description["head"] == HeadKind.BLOCK4_CONV.value
+    assert float_model.description["quant_aware_head"] is True
     outcome = quantize_and_check(float_model, hed["prepared"], hed["calibration"], options, tmp_path, tmp_path)
     test = outcome.report["test"]
     assert outcome.report["int8_model"]["float_ops"] == []
