@@ -8,7 +8,7 @@ import random
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -123,8 +123,15 @@ def read_manifest(path: str | Path) -> list[CalibrationItem]:
         raise ToolkitError(f"{path}: malformed calibration manifest ({error!r}); regenerate it") from None
 
 
-def load_calibration_images(items: Sequence[CalibrationItem], root: Path, spec: InputSpec) -> np.ndarray:
+def load_calibration_images(items: Sequence[CalibrationItem], root: Path, spec: InputSpec,
+                            progress: Callable[[Iterable], Iterable] = iter) -> np.ndarray:
     """Loads the manifest's images through the runtime's preprocessing, checking each file's hash.
+
+    Args:
+        items: The manifest's items.
+        root: Data root the items' paths are relative to.
+        spec: The model's input spec.
+        progress: Wraps the item iterator (a progress bar); plain iteration by default.
 
     Returns:
         float32 array (N, H, W, 3) of model inputs.
@@ -133,7 +140,7 @@ def load_calibration_images(items: Sequence[CalibrationItem], root: Path, spec: 
         ToolkitError: A file is missing or its bytes changed since the manifest was written.
     """
     inputs = []
-    for item in items:
+    for item in progress(items):
         path = root / item.file
         if not path.is_file():
             raise ToolkitError(f"{path}: calibration image in the manifest is missing; restore it or drop --calib-manifest")

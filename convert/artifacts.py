@@ -19,11 +19,18 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
     """Writes a file through a temporary sibling and ``os.replace``: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts are meant to be copied and shared
         with os.fdopen(handle, "wb") as out:
             out.write(data)
             out.flush()
@@ -55,6 +62,7 @@ class StagingDir:
         self.out = Path(out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.path = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.staging-", dir=self.out.parent))
+        os.chmod(self.path, 0o777 & ~_umask())  # mkdtemp makes 0700; OUT is meant to be shared
         self._done = False
 
     def __enter__(self) -> "StagingDir":

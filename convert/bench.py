@@ -82,6 +82,16 @@ def measure_one(artifacts: Path, artifact: str, threads: int | None, runs: int) 
     }
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def run_bench(artifacts: Path, runs: int) -> dict:
     for _, artifact, _ in CASES:
         if not (artifacts / artifact).is_file():
@@ -105,7 +115,7 @@ def run_bench(artifacts: Path, runs: int) -> dict:
         "int8_vs_float_tflite_size": results["tflite_int8_1t"]["bytes"] / results["tflite_float_1t"]["bytes"],
     }
     return {
-        "machine": {"processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+        "machine": {"processor": _cpu_model(), "cpus": os.cpu_count(),
                     "python": platform.python_version(), "platform": platform.platform()},
         "input": "one 224x224 test image, batch 1",
         "results": results,

@@ -185,9 +185,12 @@ def train_head(
         x = keras.layers.RandomFlip("horizontal", seed=seed, name="flip")(inputs)
         if uses_block5:
             x = _block5(backbone, x, fine_tune)
-        else:
-            # Random 12x12 windows of the 14x14 maps: translation augmentation the global pools then absorb.
-            x = keras.layers.RandomCrop(features.shape[1] - 2, features.shape[2] - 2, seed=seed, name="crop")(x)
+        elif features.shape[1] // 7 > 0:
+            # Random windows a seventh smaller (12x12 of 14x14): translation augmentation that the global
+            # pool absorbs. Maps under 7x7 (small inputs) are not cropped.
+            margin_h, margin_w = features.shape[1] // 7, features.shape[2] // 7
+            x = keras.layers.RandomCrop(features.shape[1] - margin_h, features.shape[2] - margin_w, seed=seed,
+                                        name="crop")(x)
         model = keras.Model(inputs, head(x), name="train")
         train_x, train_y = features, labels
     steps = epochs * int(np.ceil(len(train_x) / batch_size))

@@ -13,6 +13,20 @@ def test_write_bytes_atomic_leaves_no_temp(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]
 
 
+def test_artifacts_get_ordinary_permissions(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        path = write_bytes_atomic(tmp_path / "a.bin", b"1")
+        with StagingDir(tmp_path / "out") as staging:
+            staging_mode = stat.S_IMODE(staging.path.stat().st_mode)
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644 and staging_mode == 0o755
+
+
 def test_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     target = write_bytes_atomic(tmp_path / "a.bin", b"old")
 
