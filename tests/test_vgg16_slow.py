@@ -191,3 +191,26 @@ def test_imagenet_head_pipeline_with_seeded_random_weights(shared_data, tmp_path
     assert source == "imagenet" or source.startswith("random(seed="), source
     if source != "imagenet":
         assert "seeded random weights" in out
+
+
+def test_vgg19_from_a_weights_file(shared_data, tmp_path, capsys):
+    """--arch vgg19 with --weights PATH (offline there are no VGG19 weights to download), block5 fine-tuned:
+    VGG19's block5 has four convs, which the tail must follow."""
+    import keras
+
+    from convert.__main__ import main
+
+    keras.utils.set_random_seed(0)
+    weights = tmp_path / "vgg19_notop.weights.h5"
+    keras.applications.VGG19(weights=None, include_top=False, input_shape=(32, 32, 3)).save_weights(weights)
+    out = tmp_path / "vgg19"
+    code = main(["--data", str(shared_data), "--arch", "vgg19", "--weights", str(weights), "--head", "gap",
+                 "--fine-tune", "on", "--input-size", "32", "--max-train", "10", "--max-test", "5",
+                 "--calib", "6", "--epochs", "1", "--float-tflite-eval", "2", "--debug-images", "1",
+                 "--min-agreement", "0", "--fix", "none", "--out", str(out)])
+    capsys.readouterr()
+    assert code == 0
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["provenance"]["arch"] == "vgg19" and metadata["provenance"]["weights"] == f"file:{weights}"
+    assert metadata["provenance"]["fine_tune"] is True
+    assert metadata["models"]["model_int8.tflite"]["float_ops"] == []
