@@ -75,6 +75,12 @@ def worst_disagreements(files: Sequence[str], reference: np.ndarray, candidate: 
     ]
 
 
+def short_layer_name(tensor_name: str) -> str:
+    """An op's own name: the first of the fused names TFLite joins with ';', without the model prefix."""
+    first = tensor_name.split(";")[0]
+    return "/".join(part.removesuffix("_1") for part in first.split("/")[1:]) or first
+
+
 @dataclass
 class LayerError:
     """Quantization error of one op's output, from TFLite's QuantizationDebugger.
@@ -91,9 +97,7 @@ class LayerError:
 
     @property
     def short_name(self) -> str:
-        """The op's own name: the first of the fused names TFLite joins with ';', without the model prefix."""
-        first = self.tensor_name.split(";")[0]
-        return "/".join(part.removesuffix("_1") for part in first.split("/")[1:]) or first
+        return short_layer_name(self.tensor_name)
 
     def to_dict(self) -> dict:
         return {"op": self.op_name, "layer": self.short_name, "tensor": self.tensor_name, "rmse_over_scale": round(self.rmse_over_scale, 4),

@@ -353,7 +353,7 @@ def _auto_fix(ctx: ExportContext, float_model: FloatModel, prepared: Prepared, m
         scores = drift.run_classifier(int8_path, metadata, validation_rgb, f"fix: {count} float op(s)",
                                       options.threads)
         agreement = drift.compare(reference, scores, None)["top1_agreement"]
-        names = ", ".join(f"{op} {_short(tensor)}" for op, tensor in chosen)
+        names = ", ".join(f"{op} {drift.short_layer_name(tensor)}" for op, tensor in chosen)
         steps.append(f"{count} op(s) in float ({names}): validation agreement {agreement:.2%}")
         if agreement >= options.min_agreement:
             report_after = inspect_tflite(int8_path)
@@ -385,10 +385,6 @@ def _auto_fix(ctx: ExportContext, float_model: FloatModel, prepared: Prepared, m
                "a better-margined float model is needed (see --fine-tune, --l2, --head)")
     return {"method": "float fallback", "blamed": blamed.to_dict(), "summary": summary, "steps": steps,
             "float_layers": []}, None, None
-
-
-def _short(tensor_name: str) -> str:
-    return drift.LayerError("", tensor_name, 0.0, 0.0, 0.0).short_name
 
 
 def _median_latency_ms(model_path: Path, metadata: ModelMetadata, image_rgb: np.ndarray, threads: int | None) -> float:
