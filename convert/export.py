@@ -117,14 +117,16 @@ def export_tflite_int8(ctx: ExportContext) -> Path:
 
         from tensorflow.lite.python.util import modify_model_io_type
 
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
         options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(ctx.float_fallback_nodes))
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=int8_converter(saved_model, ctx.calibration),
-            debug_dataset=lambda: ([sample[None]] for sample in ctx.calibration[:1]),
-            debug_options=options,
-        )
-        data = modify_model_io_type(debugger.get_nondebug_quantized_model(), io_dtype, tf.float32)
+        with warnings.catch_warnings():
+            # The debugger runs tf.lite.Interpreter, which warns about its own deprecation on every use.
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=int8_converter(saved_model, ctx.calibration),
+                debug_dataset=lambda: ([sample[None]] for sample in ctx.calibration[:1]),
+                debug_options=options,
+            )
+            data = modify_model_io_type(debugger.get_nondebug_quantized_model(), io_dtype, tf.float32)
     return write_bytes_atomic(ctx.out_dir / INT8_TFLITE_FILE, data)
 
 

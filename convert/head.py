@@ -89,20 +89,12 @@ def extract_features_int8(extractor, calibration: np.ndarray, images_rgb: np.nda
 
     from convert.export import ExportContext, Target, export
     from convert.progress import progress
-    from runtime.interpreter import load_interpreter
-    from runtime.preprocess import dequantize, quantize
+    from runtime.interpreter import TFLiteModel
 
     work_dir = Path(work_dir)
     ctx = ExportContext(model=extractor, out_dir=work_dir, work_dir=work_dir, calibration=calibration)
-    interpreter = load_interpreter(export(ctx, [Target.TFLITE_INT8])[Target.TFLITE_INT8], threads)
-    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    out = []
-    for image in progress(images_rgb, desc):
-        interpreter.set_tensor(source["index"], quantize(image[None].astype(np.float32), *source["quantization"],
-                                                         np.dtype(source["dtype"])))
-        interpreter.invoke()
-        out.append(dequantize(interpreter.get_tensor(target["index"])[0], *target["quantization"]))
-    return np.stack(out)
+    model = TFLiteModel(export(ctx, [Target.TFLITE_INT8])[Target.TFLITE_INT8], threads)
+    return np.stack([model.predict(image.astype(np.float32)) for image in progress(images_rgb, desc)])
 
 
 def default_epochs(kind: HeadKind, fine_tune: bool) -> int:

@@ -185,18 +185,15 @@ def train_float_model(options: ConvertOptions, prepared: Prepared, calibration_i
     test_scores = predict_batched(result.tail, test_features)
     validation_scores = predict_batched(result.tail, train_features[validation_index])
     validation_labels = prepared.dataset.train.labels[validation_index]
-    description.update(validation_images=int(len(validation_index)),
-                       validation_accuracy=float((validation_scores.argmax(1) == validation_labels).mean()))
     description.update(head=head_kind.value, fine_tune=fine_tune, quant_aware_head=options.quant_aware_head,
-                       epochs=epochs, learning_rate=learning_rate,
-                       dropout=options.dropout, l2=options.l2, batch_size=options.batch_size,
-                       history=result.history)
+                       epochs=epochs, learning_rate=learning_rate, dropout=options.dropout, l2=options.l2,
+                       batch_size=options.batch_size, history=result.history,
+                       validation_images=int(len(validation_index)),
+                       validation_accuracy=float((validation_scores.argmax(1) == validation_labels).mean()))
     return FloatModel(model, labels, test_scores, validation_index, validation_scores, description)
 
 
 def _keras_scores(model, images_rgb: np.ndarray, desc: str) -> np.ndarray:
-    from convert.progress import progress
-
     batches = range(0, len(images_rgb), 16)
     return np.concatenate([np.asarray(model.predict_on_batch(images_rgb[i:i + 16].astype(np.float32)), np.float32)
                            for i in progress(batches, desc, unit="batch")])

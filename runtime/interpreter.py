@@ -73,30 +73,18 @@ def interpreter_backend() -> str:
     return _interpreter_class()[1]
 
 
-class Classifier:
-    """Runs one image at a time through a TFLite classifier, whatever its input/output dtypes.
+class TFLiteModel:
+    """One TFLite model run one input at a time, whatever its input/output dtypes.
 
     Quantization parameters always come from the tensors themselves, so int8, uint8 and float
     models are handled alike.
     """
 
-    def __init__(self, model_path: str | Path, metadata: ModelMetadata, num_threads: int | None = None):
+    def __init__(self, model_path: str | Path, num_threads: int | None = None):
         self.model_path = Path(model_path)
-        self.metadata = metadata
         self.interpreter = load_interpreter(self.model_path, num_threads)
         self.input_detail = self.interpreter.get_input_details()[0]
         self.output_detail = self.interpreter.get_output_details()[0]
-        expected = (1, metadata.input.height, metadata.input.width, 3)
-        if tuple(self.input_detail["shape"]) != expected:
-            raise ToolkitError(
-                f"{self.model_path}: model input shape {tuple(self.input_detail['shape'])} does not match the "
-                f"metadata's {expected}; use the metadata.json written with this model"
-            )
-        if int(self.output_detail["shape"][-1]) != len(metadata.labels):
-            raise ToolkitError(
-                f"{self.model_path}: model has {int(self.output_detail['shape'][-1])} outputs but the metadata "
-                f"lists {len(metadata.labels)} labels; use the labels written with this model"
-            )
 
     @property
     def input_dtype(self) -> np.dtype:
@@ -111,7 +99,7 @@ class Classifier:
         return quantize(batch, scale, zero_point, self.input_dtype)
 
     def invoke(self, tensor: np.ndarray) -> np.ndarray:
-        """Runs the model on a ready input tensor; returns float32 output scores (n_classes,)."""
+        """Runs the model on a ready input tensor; returns the float32 output without its batch axis."""
         self.interpreter.set_tensor(self.input_detail["index"], tensor)
         self.interpreter.invoke()
         raw = self.interpreter.get_tensor(self.output_detail["index"])[0]
@@ -121,8 +109,27 @@ class Classifier:
         return dequantize(raw, scale, zero_point)
 
     def predict(self, input_float: np.ndarray) -> np.ndarray:
-        """Scores for one preprocessed float input (H, W, 3)."""
+        """The float32 output for one preprocessed float input (H, W, 3)."""
         return self.invoke(self.input_tensor(input_float))
+
+
+class Classifier(TFLiteModel):
+    """A TFLite classifier checked against its metadata (input shape, number of labels)."""
+
+    def __init__(self, model_path: str | Path, metadata: ModelMetadata, num_threads: int | None = None):
+        super().__init__(model_path, num_threads)
+        self.metadata = metadata
+        expected = (1, metadata.input.height, metadata.input.width, 3)
+        if tuple(self.input_detail["shape"]) != expected:
+            raise ToolkitError(
+                f"{self.model_path}: model input shape {tuple(self.input_detail['shape'])} does not match the "
+                f"metadata's {expected}; use the metadata.json written with this model"
+            )
+        if int(self.output_detail["shape"][-1]) != len(metadata.labels):
+            raise ToolkitError(
+                f"{self.model_path}: model has {int(self.output_detail['shape'][-1])} outputs but the metadata "
+                f"lists {len(metadata.labels)} labels; use the labels written with this model"
+            )
 
     def classify_rgb(self, image_rgb: np.ndarray) -> np.ndarray:
         """Scores for one RGB uint8 image of any size: preprocess, quantize, invoke, dequantize."""
