@@ -16,12 +16,11 @@ import numpy as np
 
 from convert.artifacts import write_bytes_atomic
 from convert.config import IOType
+from runtime.metadata import FLOAT_TFLITE_FILE, INT8_TFLITE_FILE  # noqa: F401  (file names are the runtime's)
 
 log = logging.getLogger(__name__)
 
 KERAS_FILE = "model_float.keras"
-FLOAT_TFLITE_FILE = "model_float.tflite"
-INT8_TFLITE_FILE = "model_int8.tflite"
 
 
 class Target(str, enum.Enum):

@@ -6,11 +6,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from runtime.errors import ToolkitError
 from runtime.metadata import ModelMetadata
-from runtime.preprocess import dequantize, preprocess_rgb, quantize
+from runtime.preprocess import dequantize, input_lookup_table, normalize, quantize, resize_rgb
 
 
 def _interpreter_class() -> tuple[type, str]:
@@ -131,6 +132,22 @@ class Classifier(TFLiteModel):
                 f"lists {len(metadata.labels)} labels; use the labels written with this model"
             )
 
+        self._lookup = None
+        if self.input_dtype != np.float32:
+            scale, zero_point = self.input_detail["quantization"]
+            self._lookup = input_lookup_table(metadata.input.normalization, scale, zero_point, self.input_dtype)
+
+    def input_tensor_rgb(self, image_rgb: np.ndarray) -> np.ndarray:
+        """The input tensor (batch of one) for an RGB uint8 image of any size.
+
+        The same values as ``input_tensor(preprocess_rgb(image_rgb, spec))``; for an integer input the
+        normalize and quantize steps are one table lookup (see :func:`input_lookup_table`).
+        """
+        resized = resize_rgb(image_rgb, self.metadata.input)
+        if self._lookup is None:
+            return self.input_tensor(normalize(resized, self.metadata.input.normalization))
+        return cv2.LUT(resized, self._lookup)[None]
+
     def classify_rgb(self, image_rgb: np.ndarray) -> np.ndarray:
         """Scores for one RGB uint8 image of any size: preprocess, quantize, invoke, dequantize."""
-        return self.predict(preprocess_rgb(image_rgb, self.metadata.input))
+        return self.invoke(self.input_tensor_rgb(image_rgb))

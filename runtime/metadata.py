@@ -12,6 +12,8 @@ from runtime.preprocess import InputSpec, Normalization, ResizeMode
 
 METADATA_FILE = "metadata.json"
 LABELS_FILE = "labels.txt"
+INT8_TFLITE_FILE = "model_int8.tflite"
+FLOAT_TFLITE_FILE = "model_float.tflite"
 FORMAT_VERSION = 1
 
 
@@ -94,3 +96,28 @@ def read_metadata(path: str | Path) -> ModelMetadata:
     except json.JSONDecodeError as error:
         raise ToolkitError(f"{path}: not valid JSON ({error}); regenerate it with `make convert`") from None
     return ModelMetadata.from_dict(data, source=str(path))
+
+
+def locate_model(path: str | Path, model_file: str = INT8_TFLITE_FILE) -> tuple[Path, ModelMetadata]:
+    """Finds the model file and its metadata from an artifacts folder or a ``.tflite`` path.
+
+    Args:
+        path: An artifacts folder (``model_file`` inside it is used) or a ``.tflite`` file with
+            ``metadata.json`` beside it.
+        model_file: The file to take from a folder.
+
+    Raises:
+        ToolkitError: The folder, file or metadata is missing.
+    """
+    path = Path(path)
+    if path.is_dir():
+        model_path = path / model_file
+        if not model_path.is_file():
+            raise ToolkitError(f"{path}: no {model_file} in this folder; run `make convert` or pass the .tflite file")
+    elif path.suffix == ".tflite" or path.exists():
+        model_path = path
+        if not model_path.is_file():
+            raise ToolkitError(f"{path}: model file not found; run `make convert` or fix --model")
+    else:
+        raise ToolkitError(f"{path}: no such model folder or file; run `make convert` or fix --model")
+    return model_path, read_metadata(model_path.parent / METADATA_FILE)

@@ -53,3 +53,30 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "train").is_dir():
         pytest.skip(f"shared data set not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def colour_models(tmp_path_factory) -> dict[str, Path]:
+    """The colour model (tests/tiny_models.py) as float, int8-I/O and uint8-I/O TFLite files.
+
+    Each file has the metadata.json a device would get beside it. Keys: "float", "int8", "uint8".
+    """
+    import json
+
+    from convert.config import IOType
+    from convert.export import ExportContext, Target, export
+    from runtime.metadata import METADATA_FILE, ModelMetadata
+    from runtime.preprocess import InputSpec
+    from tests.tiny_models import COLOUR_LABELS, COLOUR_SIZE, colour_calibration, colour_classifier
+
+    model = colour_classifier()
+    metadata = ModelMetadata(labels=COLOUR_LABELS, input=InputSpec(COLOUR_SIZE, COLOUR_SIZE)).to_dict()
+    paths = {}
+    for io_type in (IOType.INT8, IOType.UINT8):
+        out = tmp_path_factory.mktemp(f"colour_{io_type.value}")
+        ctx = ExportContext(model=model, out_dir=out, work_dir=out, calibration=colour_calibration(), io_type=io_type)
+        written = export(ctx, [Target.TFLITE_FLOAT, Target.TFLITE_INT8])
+        (out / METADATA_FILE).write_text(json.dumps(metadata), encoding="utf-8")
+        paths[io_type.value] = written[Target.TFLITE_INT8]
+        paths.setdefault("float", written[Target.TFLITE_FLOAT])
+    return paths

@@ -64,3 +64,33 @@ def random_pixels(count: int, seed: int = 1) -> np.ndarray:
 
 def keras_scores(model, pixels: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict_on_batch(pixels), np.float32)
+
+
+COLOUR_SIZE = 32  # pixels
+COLOUR_LABELS = ["red", "green", "blue"]
+
+
+def colour_classifier():
+    """RGB pixels -> mean of each channel -> softmax: says which of R, G, B dominates the frame.
+
+    A frame whose channels arrive swapped is answered with the wrong colour, so this model makes the
+    colour order of every frame source visible in its output label.
+    """
+    import keras
+
+    pixels = keras.Input((COLOUR_SIZE, COLOUR_SIZE, 3), name="image_rgb")
+    means = keras.layers.GlobalAveragePooling2D(name="gap")(pixels)
+    dense = keras.layers.Dense(3, activation="softmax", name="predictions")
+    model = keras.Model(pixels, dense(means), name="colour")
+    # 0.04 per level: a 100-level lead of one channel over the others gives it about 98%.
+    dense.set_weights([np.eye(3, dtype=np.float32) * 0.04, np.zeros(3, np.float32)])
+    return model
+
+
+def colour_calibration(count: int = 48, seed: int = 3) -> np.ndarray:
+    """Calibration frames for the colour model: noise plus solid primaries, so every range is seen."""
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(0, 256, (count, COLOUR_SIZE, COLOUR_SIZE, 3)).astype(np.float32)
+    for i, colour in enumerate(np.eye(3) * 255):
+        frames[i] = colour
+    return frames

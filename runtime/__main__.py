@@ -1,0 +1,152 @@
+"""``python -m runtime --model PATH --source SOURCE``: camera frames through the int8 classifier.
+
+Output: an overlay window where a display and a GUI-enabled OpenCV exist, otherwise (and always with
+``--headless``) one JSON line per frame on stdout. The run summary goes to stderr (and ``--summary``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from runtime.capture import FrameGrabber, PreprocessIn, RetryPolicy
+from runtime.errors import ToolkitError
+from runtime.interpreter import Classifier, interpreter_backend
+from runtime.loop import JsonLinesSink, LoopOptions, SaveEverySink, WindowSink, display_available, run_loop
+from runtime.metadata import INT8_TFLITE_FILE, locate_model
+from runtime.sources import AUTO, open_source
+
+DEFAULT_MODEL = "artifacts/vgg16_cats_dogs"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 640x480, got {text!r}") from None
+    return width, height
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m runtime",
+        description="Classify camera frames with a TFLite model written by `make convert` (no TensorFlow needed).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", type=Path, default=Path(DEFAULT_MODEL),
+                        help=f"artifacts folder (its {INT8_TFLITE_FILE} is used) or a .tflite with metadata.json beside it")
+    parser.add_argument("--source", type=str, default=AUTO,
+                        help="picamera2, a device index (0), a video file, an image folder or a quoted glob; "
+                             "auto = Pi camera, else webcam 0, else --fallback-source")
+    parser.add_argument("--fallback-source", type=str, default=None,
+                        help="what --source auto uses when no camera is found (a video file or image folder)")
+    parser.add_argument("--headless", action="store_true",
+                        help="no window: one JSON line per frame on stdout (frame, label, score, latency_ms, fps, ...)")
+    parser.add_argument("--max-frames", type=_positive_int, default=None, help="stop after N frames")
+    parser.add_argument("--duration", type=_positive_float, default=None, help="stop after S seconds")
+    parser.add_argument("--threads", type=_positive_int, default=None,
+                        help=f"interpreter threads; None = all cores ({os.cpu_count()} here)")
+    parser.add_argument("--smooth", type=_positive_int, default=1,
+                        help="average scores over the last N frames (1 = off)")
+    parser.add_argument("--top-k", type=_positive_int, default=None,
+                        help="classes reported per frame; None = the metadata's top_k")
+    parser.add_argument("--serve", type=str, default=None, metavar="HOST:PORT",
+                        help="serve an MJPEG stream, a page and /status, e.g. 127.0.0.1:8080 (no authentication)")
+    parser.add_argument("--save-every", type=_positive_int, default=None, metavar="N",
+                        help="save every Nth annotated frame as JPEG into --save-dir")
+    parser.add_argument("--save-dir", type=Path, default=Path("artifacts/frames"), help="folder for --save-every")
+    parser.add_argument("--loop", action="store_true", help="restart a video file or image folder at its end")
+    parser.add_argument("--camera-size", type=_size, default="640x480", help="WIDTHxHEIGHT asked of a camera")
+    parser.add_argument("--retries", type=int, default=RetryPolicy.attempts,
+                        help="camera reopen attempts (backoff doubles each time) before giving up")
+    parser.add_argument("--retry-delay", type=_positive_float, default=RetryPolicy.first_delay_s,
+                        help="seconds before the first camera reopen")
+    parser.add_argument("--preprocess-in", type=str, default=PreprocessIn.LOOP.value,
+                        choices=[mode.value for mode in PreprocessIn],
+                        help="where frames are resized and quantized: in the capture thread (overlaps inference) "
+                             "or in the inference loop (no work spent on frames a camera then drops)")
+    parser.add_argument("--summary", type=Path, default=None, help="also write the run summary as JSON here")
+    return parser
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)} \
+        if threading.current_thread() is threading.main_thread() else {}
+    grabber = server = None
+    try:
+        model_path, metadata = locate_model(args.model)
+        classifier = Classifier(model_path, metadata, num_threads=args.threads)
+        source = open_source(args.source, args.camera_size, fallback=args.fallback_source)
+        retry = RetryPolicy(attempts=max(0, args.retries), first_delay_s=args.retry_delay)
+        sinks = []
+        if args.serve:
+            from runtime.server import StreamServer, parse_host_port
+
+            server = StreamServer(*parse_host_port(args.serve), title=f"{model_path.name}: {', '.join(metadata.labels[:5])}",
+                                  source=source.description).start()
+            print(f"serving on {server.url}", file=sys.stderr, flush=True)
+            sinks.append(server)
+        if not args.headless and display_available():
+            sinks.append(WindowSink(stop))
+        else:
+            sinks.append(JsonLinesSink(sys.stdout))
+        if args.save_every:
+            sinks.append(SaveEverySink(args.save_dir, args.save_every))
+        print(f"model {model_path} ({classifier.input_dtype.name} input, {interpreter_backend()}, "
+              f"{args.threads or os.cpu_count()} threads); source {source.description}", file=sys.stderr, flush=True)
+        prepare = classifier.input_tensor_rgb if PreprocessIn(args.preprocess_in) is PreprocessIn.CAPTURE_THREAD else None
+        grabber = FrameGrabber(source, retry, loop=args.loop, prepare=prepare).start()
+        options = LoopOptions(max_frames=args.max_frames, duration_s=args.duration, smoothing=args.smooth,
+                              top_k=args.top_k or metadata.top_k)
+        summary = run_loop(classifier, grabber, options, sinks, stop)
+    except ToolkitError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # stdout closed by the reader (`... | head`): a normal way to end a pipeline. Point stdout at
+        # /dev/null so that the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    finally:
+        if grabber is not None:
+            grabber.stop()
+        if server is not None:
+            server.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(summary.one_line(), file=sys.stderr, flush=True)
+    if args.summary:
+        _write_json_atomic(args.summary, summary.to_dict())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
