@@ -6,12 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from runtime.errors import ToolkitError
 from runtime.metadata import ModelMetadata
-from runtime.preprocess import dequantize, input_lookup_table, normalize, quantize, resize_rgb
+from runtime.preprocess import dequantize, input_lookup_table, lookup_input, normalize, quantize, resize_rgb
 
 
 def _interpreter_class() -> tuple[type, str]:
@@ -146,7 +145,7 @@ class Classifier(TFLiteModel):
         resized = resize_rgb(image_rgb, self.metadata.input)
         if self._lookup is None:
             return self.input_tensor(normalize(resized, self.metadata.input.normalization))
-        return cv2.LUT(resized, self._lookup)[None]
+        return lookup_input(resized, self._lookup, self.metadata.input.normalization)[None]
 
     def classify_rgb(self, image_rgb: np.ndarray) -> np.ndarray:
         """Scores for one RGB uint8 image of any size: preprocess, quantize, invoke, dequantize."""

@@ -187,16 +187,24 @@ def quantize(values: np.ndarray, scale: float, zero_point: int, dtype: np.dtype)
 
 
 def input_lookup_table(normalization: Normalization, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
-    """normalize-then-quantize of every uint8 pixel value, per channel, as an OpenCV lookup table.
+    """normalize-then-quantize of every uint8 pixel value, per output channel, as an OpenCV lookup table.
 
-    Both steps act on each value alone, so ``cv2.LUT(pixels_rgb, table)`` gives exactly
-    ``quantize(normalize(pixels_rgb))``, in one pass over the image instead of five.
+    Apart from the channel swap of caffe normalization, both steps act on each value alone, so
+    :func:`lookup_input` with this table gives exactly ``quantize(normalize(pixels_rgb))``, in one pass
+    over the image instead of five.
 
     Returns:
-        (1, 256, 3) array of the integer ``dtype``.
+        (1, 256, 3) array of the integer ``dtype``; entry [0, v, c] is output channel c for input value v.
     """
     values = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)  # (256, 3): value v in each channel
     return quantize(normalize(values, normalization), scale, zero_point, dtype).reshape(1, 256, 3)
+
+
+def lookup_input(resized_rgb: np.ndarray, table: np.ndarray, normalization: Normalization) -> np.ndarray:
+    """Applies an :func:`input_lookup_table` to a resized RGB image: the quantized input, no batch axis."""
+    if normalization is Normalization.CAFFE:
+        resized_rgb = cv2.cvtColor(resized_rgb, cv2.COLOR_RGB2BGR)  # output channel c reads input channel 2 - c
+    return cv2.LUT(resized_rgb, table)
 
 
 def dequantize(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:

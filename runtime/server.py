@@ -14,6 +14,7 @@ a network you trust (there is no authentication).
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from http import HTTPStatus
@@ -92,7 +93,8 @@ class StreamServer:
         self._closing = False
         server = self
         try:
-            self._httpd = ThreadingHTTPServer((host, port), _handler_class(server))
+            server_class = _ThreadingHTTPServerV6 if ":" in host else ThreadingHTTPServer
+            self._httpd = server_class((host, port), _handler_class(server))
         except OSError as error:
             raise ToolkitError(f"--serve {host}:{port}: cannot listen ({error.strerror}); pick another port") from None
         self._httpd.daemon_threads = True
@@ -143,6 +145,10 @@ class StreamServer:
         with self._cond:
             self._cond.wait_for(lambda: self._sequence > sequence or self._closing, _CLIENT_WAIT_S)
             return self._sequence, self._jpeg, self._closing
+
+
+class _ThreadingHTTPServerV6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 def _handler_class(server: StreamServer) -> type[BaseHTTPRequestHandler]:

@@ -56,6 +56,12 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_data_optional() -> Path | None:
+    """The shared photo set if it is there (tests that also run on synthetic images use it as extra)."""
+    return SHARED_DATA if (SHARED_DATA / "test").is_dir() else None
+
+
+@pytest.fixture(scope="session")
 def colour_models(tmp_path_factory) -> dict[str, Path]:
     """The colour model (tests/tiny_models.py) as float, int8-I/O and uint8-I/O TFLite files.
 

@@ -57,7 +57,7 @@ def classify_source(model_path: Path, source, options: LoopOptions | None = None
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """``python -m runtime ARGS`` in a fresh interpreter, as a user or a systemd unit would run it."""
     return subprocess.run([sys.executable, "-m", "runtime", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+                          text=True, errors="replace", timeout=timeout, check=False)
 
 
 class FakePicamera2:
