@@ -14,8 +14,13 @@ CALIB ?= 200
 ARGS ?=
 # Extra pytest arguments, e.g. PYTEST_ARGS="-k drift -x".
 PYTEST_ARGS ?=
+# The camera loop: extra flags for `python -m runtime` (see `make camera-help`), e.g. CAMERA_ARGS="--serve 127.0.0.1:8080".
+CAMERA_ARGS ?=
+# The stand-in camera: a short video built from the shared test photos.
+DEMO_IMAGES ?= $(if $(DATA),$(DATA)/test,../shared/datasets/cats_vs_dogs/test)
+DEMO_VIDEO ?= artifacts/demo_camera.avi
 
-.PHONY: help venv convert test test-fast bench clean
+.PHONY: help venv convert test test-fast bench bench-runtime camera camera-help demo-video clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -42,6 +47,22 @@ test-fast: $(STAMP)  ## unit tests only (seconds)
 bench: $(STAMP)  ## latency (median of 30), sizes and peak memory of float Keras, float and int8 TFLite -> OUT/bench.json
 	@test -f "$(OUT)/model_int8.tflite" || $(MAKE) convert
 	$(PY) -m convert.bench --artifacts "$(OUT)"
+
+$(DEMO_VIDEO): | $(STAMP)
+	$(PY) -m runtime.make_video --images "$(DEMO_IMAGES)" --out "$@"
+
+demo-video: $(DEMO_VIDEO)  ## build the stand-in camera video (40 shared test photos, 600 frames, 640x480 MJPG)
+
+camera: $(STAMP) $(DEMO_VIDEO)  ## run the loop on the Pi camera, else webcam 0, else the demo video (CAMERA_ARGS)
+	@test -f "$(OUT)/model_int8.tflite" || $(MAKE) convert
+	$(PY) -m runtime --model "$(OUT)" --source auto --fallback-source "$(DEMO_VIDEO)" $(CAMERA_ARGS)
+
+camera-help: $(STAMP)  ## every flag of the camera loop (python -m runtime --help)
+	$(PY) -m runtime --help
+
+bench-runtime: $(STAMP) $(DEMO_VIDEO)  ## loop cost per stage, loop FPS vs 1/invoke, int8 latency at 1/2/all threads -> OUT/bench_runtime.json
+	@test -f "$(OUT)/model_int8.tflite" || $(MAKE) convert
+	$(PY) -m runtime.bench --model "$(OUT)" --video "$(DEMO_VIDEO)"
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf artifacts .pytest_cache

@@ -331,9 +331,9 @@ def run_loop(classifier: Classifier, grabber: FrameGrabber, options: LoopOptions
             capture_ms = (time.perf_counter() - wait_start) * 1e3
             result = classify_frame(classifier, frame, smoother, options.top_k, capture_ms)
             post_start = time.perf_counter()
+            result.fps = fps_meter.tick(post_start)
             annotated = annotate(frame.image_rgb, result) if annotate_frames else None
             result.postprocess_ms += (time.perf_counter() - post_start) * 1e3
-            result.fps = fps_meter.tick(time.perf_counter())
             for sink in sinks:
                 sink.emit(result, annotated)
             if on_result is not None:
