@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from convert.config import Arch, ConvertOptions, FineTune, FixMode, HeadKind, IOType
+from runtime.argtypes import positive_int
 from runtime.errors import ToolkitError
 from runtime.preprocess import ResizeMode
 
@@ -28,13 +29,6 @@ def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
     return value
 
 
@@ -59,15 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="head kind; auto = gap with ImageNet weights, block4-conv with hed weights")
     parser.add_argument("--fine-tune", type=FineTune, choices=list(FineTune), default=FineTune.AUTO,
                         help="train block5 with the head; auto = on for hed weights with a block5 head")
-    parser.add_argument("--input-size", type=_positive, default=224, help="square input size in pixels")
+    parser.add_argument("--input-size", type=positive_int, default=224, help="square input size in pixels")
     parser.add_argument("--resize", type=ResizeMode, choices=list(ResizeMode), default=ResizeMode.SQUASH,
                         help="how images are fitted to the input size")
-    parser.add_argument("--epochs", type=_positive, default=None, help="training epochs (default depends on head)")
-    parser.add_argument("--batch-size", type=_positive, default=32, help="training batch size")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default depends on head)")
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="training batch size")
     parser.add_argument("--learning-rate", type=float, default=None, help="Adam rate (default 1e-4 fine-tuning, 1e-3 head)")
     parser.add_argument("--dropout", type=_fraction, default=0.5, help="dropout before the last dense layer")
     parser.add_argument("--l2", type=float, default=1e-3, help="L2 penalty on the head's kernels")
-    parser.add_argument("--calib", type=_positive, default=200, help="calibration images (stratified from train)")
+    parser.add_argument("--calib", type=positive_int, default=200, help="calibration images (stratified from train)")
     parser.add_argument("--calib-manifest", type=Path, default=None, help="reuse this calibration manifest")
     parser.add_argument("--quant-aware-head", action=argparse.BooleanOptionalAction, default=True,
                         help="train the head on the int8 backbone's features too, so it survives quantization")
@@ -81,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-test", type=_count_or_all, default=None, help="test images per class (all)")
     parser.add_argument("--float-tflite-eval", type=_count_or_all, default=200,
                         help="test images the float TFLite is checked on ('all' for every one)")
-    parser.add_argument("--debug-images", type=_positive, default=8, help="images for the per-layer debugger")
-    parser.add_argument("--threads", type=_positive, default=None, help="interpreter threads (all cores)")
+    parser.add_argument("--debug-images", type=positive_int, default=8, help="images for the per-layer debugger")
+    parser.add_argument("--threads", type=positive_int, default=None, help="interpreter threads (all cores)")
     parser.add_argument("--seed", type=int, default=0, help="seed for splits, calibration and training")
     parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's own logging")
     return parser

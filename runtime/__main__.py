@@ -14,6 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
+from runtime.argtypes import positive_float, positive_int, size_wh
 from runtime.capture import FrameGrabber, PreprocessIn, RetryPolicy
 from runtime.errors import ToolkitError
 from runtime.interpreter import Classifier, interpreter_backend
@@ -22,28 +23,6 @@ from runtime.metadata import INT8_TFLITE_FILE, locate_model
 from runtime.sources import AUTO, open_source
 
 DEFAULT_MODEL = "artifacts/vgg16_cats_dogs"
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 640x480, got {text!r}") from None
-    return width, height
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,24 +40,24 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what --source auto uses when no camera is found (a video file or image folder)")
     parser.add_argument("--headless", action="store_true",
                         help="no window: one JSON line per frame on stdout (frame, label, score, latency_ms, fps, ...)")
-    parser.add_argument("--max-frames", type=_positive_int, default=None, help="stop after N frames")
-    parser.add_argument("--duration", type=_positive_float, default=None, help="stop after S seconds")
-    parser.add_argument("--threads", type=_positive_int, default=None,
+    parser.add_argument("--max-frames", type=positive_int, default=None, help="stop after N frames")
+    parser.add_argument("--duration", type=positive_float, default=None, help="stop after S seconds")
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help=f"interpreter threads; None = all cores ({os.cpu_count()} here)")
-    parser.add_argument("--smooth", type=_positive_int, default=1,
+    parser.add_argument("--smooth", type=positive_int, default=1,
                         help="average scores over the last N frames (1 = off)")
-    parser.add_argument("--top-k", type=_positive_int, default=None,
+    parser.add_argument("--top-k", type=positive_int, default=None,
                         help="classes reported per frame; None = the metadata's top_k")
     parser.add_argument("--serve", type=str, default=None, metavar="HOST:PORT",
                         help="serve an MJPEG stream, a page and /status, e.g. 127.0.0.1:8080 (no authentication)")
-    parser.add_argument("--save-every", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--save-every", type=positive_int, default=None, metavar="N",
                         help="save every Nth annotated frame as JPEG into --save-dir")
     parser.add_argument("--save-dir", type=Path, default=Path("artifacts/frames"), help="folder for --save-every")
     parser.add_argument("--loop", action="store_true", help="restart a video file or image folder at its end")
-    parser.add_argument("--camera-size", type=_size, default="640x480", help="WIDTHxHEIGHT asked of a camera")
+    parser.add_argument("--camera-size", type=size_wh, default="640x480", help="WIDTHxHEIGHT asked of a camera")
     parser.add_argument("--retries", type=int, default=RetryPolicy.attempts,
                         help="camera reopen attempts (backoff doubles each time) before giving up")
-    parser.add_argument("--retry-delay", type=_positive_float, default=RetryPolicy.first_delay_s,
+    parser.add_argument("--retry-delay", type=positive_float, default=RetryPolicy.first_delay_s,
                         help="seconds before the first camera reopen")
     parser.add_argument("--preprocess-in", type=str, default=PreprocessIn.LOOP.value,
                         choices=[mode.value for mode in PreprocessIn],

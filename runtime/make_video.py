@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from runtime.argtypes import positive_int, size_wh
 from runtime.errors import ToolkitError
 from runtime.preprocess import InputSpec, ResizeMode, load_image_rgb, resize_rgb
 from runtime.sources import image_files_in
@@ -79,19 +80,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=Path, required=True,
                         help="folder of images, or of class folders (taken in turn)")
     parser.add_argument("--out", type=Path, required=True, help="the .avi to write")
-    parser.add_argument("--count", type=int, default=40, help="images to use")
-    parser.add_argument("--hold", type=int, default=15, help="frames each image is shown")
+    parser.add_argument("--count", type=positive_int, default=40, help="images to use")
+    parser.add_argument("--hold", type=positive_int, default=15, help="frames each image is shown")
     parser.add_argument("--fps", type=float, default=15.0, help="frame rate written in the file")
-    parser.add_argument("--size", type=str, default="640x480", help="WIDTHxHEIGHT of the video")
+    parser.add_argument("--size", type=size_wh, default="640x480", help="WIDTHxHEIGHT of the video")
     args = parser.parse_args(argv)
     try:
         if not args.images.is_dir():
             raise ToolkitError(f"{args.images}: no such folder; pass --images with a folder of images")
-        width, height = (int(v) for v in args.size.lower().split("x"))
         images = interleave(_image_lists(args.images), args.count)
         if not images:
             raise ToolkitError(f"{args.images}: no images found; pass a folder of images or of class folders")
-        path, frames, skipped = write_video(images, args.out, (width, height), args.hold, args.fps)
+        path, frames, skipped = write_video(images, args.out, args.size, args.hold, args.fps)
     except ToolkitError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -297,3 +297,38 @@ def test_help_lists_the_stable_flags():
     assert done.returncode == 0
     for flag in ("--model", "--source", "--headless", "--max-frames", "--duration", "--serve", "--threads", "--smooth"):
         assert flag in done.stdout
+
+
+def test_systemd_unit_uses_flags_the_cli_accepts():
+    from runtime.__main__ import build_parser
+
+    unit = (ROOT / "firmware_notes" / "vgg-edge-camera.service").read_text()
+    exec_start = next(line for line in unit.splitlines() if line.startswith("ExecStart="))
+    argv = exec_start.split("-m runtime", 1)[1].split()
+    args = build_parser().parse_args(argv)
+    assert args.source == "picamera2" and args.headless and args.serve.startswith("127.0.0.1:")
+
+
+def test_make_video_interleaves_classes_and_skips_corrupt_files(tmp_path):
+    from runtime.make_video import main as make_video
+
+    for name, colour in (("cat", RED_RGB), ("dog", BLUE_RGB)):
+        for i in range(3):
+            write_image(tmp_path / "imgs" / name / f"{name}{i}.jpg", colour, size=(50, 40), seed=i)
+    (tmp_path / "imgs" / "cat" / "cat0a.jpg").write_bytes(b"broken")  # sorts second among the cats
+    out = tmp_path / "demo.avi"
+    assert make_video(["--images", str(tmp_path / "imgs"), "--out", str(out), "--count", "5", "--hold", "2",
+                       "--size", "64x48"]) == 0
+    capture = cv2.VideoCapture(str(out))
+    means = []
+    while True:
+        ok, frame_bgr = capture.read()
+        if not ok:
+            break
+        means.append(frame_bgr.reshape(-1, 3).mean(0))
+    capture.release()
+    assert len(means) == 8 and frame_bgr is None  # 5 chosen, 1 skipped, each held 2 frames
+    dominant = ["red" if m[2] > m[0] else "blue" for m in means[::2]]
+    assert dominant == ["red", "blue", "blue", "red"]  # cat0, dog0, (cat0a broken), dog1, cat1
+    assert make_video(["--images", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.avi")]) == 2
+    assert not (tmp_path / "x.avi").exists()
