@@ -332,3 +332,30 @@ def test_make_video_interleaves_classes_and_skips_corrupt_files(tmp_path):
     assert dominant == ["red", "blue", "blue", "red"]  # cat0, dog0, (cat0a broken), dog1, cat1
     assert make_video(["--images", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.avi")]) == 2
     assert not (tmp_path / "x.avi").exists()
+
+
+def test_window_overlay_shows_frames_and_q_stops_the_loop(colour_models, tmp_path, monkeypatch):
+    import threading
+
+    from runtime import loop as loop_module
+    from runtime.capture import FrameGrabber
+
+    shown = []
+    monkeypatch.setattr(loop_module.cv2, "imshow", lambda title, image: shown.append(image.copy()))
+    monkeypatch.setattr(loop_module.cv2, "waitKey", lambda delay: ord("q") if len(shown) >= 3 else -1)
+    monkeypatch.setattr(loop_module.cv2, "destroyAllWindows", lambda: None)
+    stop = threading.Event()
+    video = _colour_video(tmp_path / "v.avi", count=10)
+    classifier = Classifier(*locate_model(colour_models["int8"]))
+    grabber = FrameGrabber(open_source(str(video))).start()
+    try:
+        results = []
+        summary = loop_module.run_loop(classifier, grabber, LoopOptions(), [loop_module.WindowSink(stop)], stop,
+                                       on_result=results.append)
+    finally:
+        grabber.stop()
+    assert summary.frames == 3 and summary.stopped_by == "signal"
+    original_bgr = cv2.cvtColor(results[0].frame.image_rgb, cv2.COLOR_RGB2BGR)
+    assert shown[0].shape == original_bgr.shape
+    assert (shown[0][:12, :30] != original_bgr[:12, :30]).any()  # the label box is drawn top-left
+    np.testing.assert_array_equal(shown[0][-10:, -10:], original_bgr[-10:, -10:])  # in B, G, R, as OpenCV shows
