@@ -23,8 +23,10 @@ DEMO_VIDEO ?= artifacts/demo_camera.avi
 # The K210 toolchain (nncase 1.9 in CPython 3.8-3.10): K210_ROUTE=auto|venv|debootstrap.
 K210_DIR ?= .k210
 K210_ROUTE ?= auto
+# Extra flags for `python -m convert.k210` (make kmodel), e.g. KMODEL_ARGS="--width 0.5 --input-size 160".
+KMODEL_ARGS ?=
 
-.PHONY: help venv convert test test-fast bench bench-runtime camera camera-help demo-video k210-toolchain clean
+.PHONY: help venv convert test test-fast bench bench-runtime camera camera-help demo-video k210-toolchain kmodel clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -69,6 +71,11 @@ camera-help: $(STAMP)  ## every flag of the camera loop (python -m runtime --hel
 bench-runtime: $(STAMP) $(DEMO_VIDEO)  ## loop cost per stage, loop FPS vs 1/invoke, int8 latency at 1/2/all threads -> OUT/bench_runtime.json
 	@test -f "$(OUT)/model_int8.tflite" || $(MAKE) convert
 	$(PY) -m runtime.bench --model "$(OUT)" --video "$(DEMO_VIDEO)"
+
+kmodel: $(STAMP)  ## K210: plan, distill and compile a VGG16-family kmodel from OUT's float model, simulate the test set -> OUT/model_k210.kmodel (KMODEL_ARGS)
+	@test -f "$(OUT)/model_float.keras" || $(MAKE) convert
+	K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
+	$(PY) -m convert.k210 --artifacts "$(OUT)" --toolchain "$(K210_DIR)" $(KMODEL_ARGS)
 
 k210-toolchain:  ## nncase 1.9 for the K210 in a CPython 3.8-3.10 venv, else a debootstrap bullseye root -> .k210/python
 	K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)

@@ -85,8 +85,9 @@ def toolchain_python(toolchain: Path = DEFAULT_TOOLCHAIN) -> Path:
     Raises:
         ToolkitError: Not built, or built without success (the reason recorded by the build).
     """
-    python = Path(toolchain) / "python"
-    unavailable = Path(toolchain) / "unavailable"
+    toolchain = Path(toolchain).resolve()  # jobs run with the job folder as their working directory
+    python = toolchain / "python"
+    unavailable = toolchain / "unavailable"
     if unavailable.is_file():
         raise ToolkitError(f"K210 toolchain unavailable: {unavailable.read_text().strip()} (firmware_notes/k210.md)")
     if not python.is_file():

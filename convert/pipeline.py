@@ -106,7 +106,7 @@ def prepare_data(options: ConvertOptions) -> Prepared:
     return Prepared(dataset, spec, train_rgb, test_rgb)
 
 
-def _validation_index(labels: np.ndarray, exclude: set[int], seed: int) -> np.ndarray:
+def held_out_index(labels: np.ndarray, exclude: set[int], seed: int) -> np.ndarray:
     """A stratified, seeded sample of training images held out of training and calibration.
 
     The automatic fix is chosen on these: images the model has fit have larger margins than new ones,
@@ -116,8 +116,11 @@ def _validation_index(labels: np.ndarray, exclude: set[int], seed: int) -> np.nd
     count = min(VALIDATION_IMAGES, max(len(np.unique(labels)), len(labels) // 10))
     chosen = []
     for label in np.unique(labels):
-        members = np.array([i for i in np.flatnonzero(labels == label) if i not in exclude])
+        members = np.array([i for i in np.flatnonzero(labels == label) if i not in exclude], np.int64)
         share = max(1, round(count * np.mean(labels == label)))
+        if len(members) < share:  # a small run where calibration took (nearly) every image: reuse some
+            excluded = np.array([i for i in np.flatnonzero(labels == label) if i in exclude], np.int64)
+            members = np.concatenate([members, rng.permutation(excluded)[:share - len(members)]])
         chosen.extend(rng.permutation(members)[:share].tolist())
     return np.sort(np.array(chosen, np.int64))
 
@@ -141,7 +144,7 @@ def train_float_model(options: ConvertOptions, prepared: Prepared, calibration_i
         backbone = build_backbone(options.arch, options.weights, options.input_size, include_top, options.seed)
     if backbone.notice:
         print(backbone.notice, flush=True)
-    validation_index = _validation_index(prepared.dataset.train.labels, calibration_index, options.seed)
+    validation_index = held_out_index(prepared.dataset.train.labels, calibration_index, options.seed)
     fit_index = np.setdiff1d(np.arange(len(prepared.train_rgb)), validation_index)
     description = {"weights": backbone.source, "arch": options.arch.value}
 
