@@ -41,6 +41,20 @@ def write_video_rgb(path: Path, frames_rgb, fps: float = 15.0) -> Path:
     return path
 
 
+def read_video_bgr(path: Path) -> list[np.ndarray]:
+    """Every frame of a video as OpenCV decodes it (B, G, R)."""
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while True:
+            ok, frame_bgr = capture.read()
+            if not ok:
+                return frames
+            frames.append(frame_bgr)
+    finally:
+        capture.release()
+
+
 def classify_source(model_path: Path, source, options: LoopOptions | None = None, prepare: bool = False):
     """Runs a source through the real loop (no output sinks); returns (results, summary)."""
     classifier = Classifier(*locate_model(model_path))

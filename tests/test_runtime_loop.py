@@ -30,6 +30,7 @@ from tests.runtime_helpers import (
     ROOT,
     classify_source,
     patch_frame_rgb,
+    read_video_bgr,
     run_cli,
     write_video_rgb,
 )
@@ -119,15 +120,10 @@ def test_video_run_labels_equal_direct_classifier_calls(colour_models, tmp_path)
         assert {"frame", "label", "score", "latency_ms", "fps", "time"} <= set(line)
 
     classifier = Classifier(*locate_model(colour_models["int8"]))
-    capture = cv2.VideoCapture(str(video))
     direct = []
-    while True:
-        ok, frame_bgr = capture.read()
-        if not ok:
-            break
+    for frame_bgr in read_video_bgr(video):
         scores = classifier.classify_rgb(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
         direct.append((classifier.metadata.labels[int(scores.argmax())], round(float(scores.max()), 4)))
-    capture.release()
     assert [(line["label"], line["score"]) for line in lines] == direct
     assert {label for label, _ in direct} == {"red", "green", "blue"}  # the frames really differ
 
@@ -319,15 +315,8 @@ def test_make_video_interleaves_classes_and_skips_corrupt_files(tmp_path):
     out = tmp_path / "demo.avi"
     assert make_video(["--images", str(tmp_path / "imgs"), "--out", str(out), "--count", "5", "--hold", "2",
                        "--size", "64x48"]) == 0
-    capture = cv2.VideoCapture(str(out))
-    means = []
-    while True:
-        ok, frame_bgr = capture.read()
-        if not ok:
-            break
-        means.append(frame_bgr.reshape(-1, 3).mean(0))
-    capture.release()
-    assert len(means) == 8 and frame_bgr is None  # 5 chosen, 1 skipped, each held 2 frames
+    means = [frame_bgr.reshape(-1, 3).mean(0) for frame_bgr in read_video_bgr(out)]
+    assert len(means) == 8  # 5 chosen, 1 skipped, each held 2 frames
     dominant = ["red" if m[2] > m[0] else "blue" for m in means[::2]]
     assert dominant == ["red", "blue", "blue", "red"]  # cat0, dog0, (cat0a broken), dog1, cat1
     assert make_video(["--images", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.avi")]) == 2
