@@ -10,7 +10,7 @@
  *   kflash -p /dev/ttyUSB0 -b 1500000 -B dan vgg_edge.bin      (-B: your board, see firmware_notes/k210.md)
  *
  * The camera code is the OV2640 + DVP set-up of Kendryte's demos (kendryte-standalone-demo, dvp_ov and
- * face_detect: ov2640.c / ov2640.h); copy those two files here. NOT COMPILED OR RUN in this repository:
+ * face_detect: ov2640.c / ov2640.h, and incbin.h); copy those files here. NOT COMPILED OR RUN in this repository:
  * no K210 toolchain, SDK or board was available where it was written (see firmware_notes/k210.md).
  */
 #include <stdio.h>
