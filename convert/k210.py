@@ -50,6 +50,8 @@ LABELS_HEADER = "k210_labels.h"  # for the board program (firmware_notes/k210_bo
 MAX_ACCURACY_GAP = 0.03  # kmodel (simulator) within 3 points of the full float VGG16 + head
 MIN_AGREEMENT = 0.98  # kmodel vs its own float variant, top-1
 SIMULATOR_PROCESSES = 2  # nncase's simulator runs on one core; one process per core here
+HINT_LAYER = "block4_pool"  # the student layer whose feature map hint distillation matches to the teacher's
+TEACHER_HINT_LAYER = "vgg16_to_block4_pool"  # the teacher's conv base, cut at block4_pool
 
 
 @dataclass
@@ -67,6 +69,7 @@ class KmodelOptions:
         epochs: Distillation epochs (the best on the held-out images is kept).
         temperature: Distillation temperature.
         hard_label_weight: Weight of the true-label loss beside the distillation loss.
+        hint_weight: Weight of the block4 feature-map (hint) loss; 0 = off.
         learning_rate: Adam's (constant) learning rate.
         batch_size: Training batch size.
         sim_images: Test images run through the simulator; None = all.
@@ -87,6 +90,7 @@ class KmodelOptions:
     epochs: int = 10
     temperature: float = 2.0
     hard_label_weight: float = 0.3
+    hint_weight: float = 0.0
     learning_rate: float = 3e-4
     batch_size: int = 32
     sim_images: int | None = None
@@ -134,10 +138,13 @@ def _decode(paths, size: int, desc: str) -> np.ndarray:
 
 
 def distill(student, train_rgb: np.ndarray, teacher_logits: np.ndarray, labels: np.ndarray, val_rgb: np.ndarray,
-            val_labels: np.ndarray, options: KmodelOptions) -> list[dict]:
+            val_labels: np.ndarray, options: KmodelOptions, teacher_features: np.ndarray | None = None) -> list[dict]:
     """Trains ``student`` on the teacher's softened outputs (and the true labels), with horizontal flips.
 
-    Keeps the weights of the epoch with the best held-out accuracy. Returns the per-epoch history.
+    With ``teacher_features`` (the teacher's block4 feature maps, scaled to unit RMS) and
+    ``options.hint_weight`` > 0, a 1x1 regressor on the student's ``HINT_LAYER`` is also trained to
+    reproduce them (FitNets-style hints); the regressor is dropped afterwards. Keeps the weights of the
+    epoch with the best held-out accuracy. Returns the per-epoch history.
     """
     import keras
     import tensorflow as tf
@@ -148,23 +155,38 @@ def distill(student, train_rgb: np.ndarray, teacher_logits: np.ndarray, labels: 
 
     classes = teacher_logits.shape[1]
     temperature, alpha = options.temperature, options.hard_label_weight
-    logits_model = keras.Model(student.input, student.get_layer(LOGITS_LAYER).output)
-    pixels = keras.Input(train_rgb.shape[1:], name="pixels")
-    trainer = keras.Model(pixels, logits_model(keras.layers.RandomFlip("horizontal", seed=options.seed)(pixels)))
+    hints = teacher_features is not None and options.hint_weight > 0
+    outputs = [student.get_layer(LOGITS_LAYER).output]
+    if hints:
+        outputs.append(keras.layers.Conv2D(teacher_features.shape[-1], 1, name="hint_regressor")(
+            student.get_layer(HINT_LAYER).output))
+    trainer = keras.Model(student.input, outputs)
 
-    def loss(y_true, y_pred):
+    def distillation_loss(y_true, y_pred):
         soft_teacher = tf.nn.softmax(y_true[:, :classes] / temperature)
         kd = -tf.reduce_sum(soft_teacher * tf.nn.log_softmax(y_pred / temperature), axis=1) * temperature ** 2
         hard = -tf.reduce_sum(y_true[:, classes:] * tf.nn.log_softmax(y_pred), axis=1)
         return (1 - alpha) * kd + alpha * hard
 
-    trainer.compile(optimizer=keras.optimizers.Adam(options.learning_rate), loss=loss)
     targets = np.concatenate([teacher_logits, np.eye(classes, dtype=np.float32)[labels]], axis=1).astype(np.float32)
-    dataset = (tf.data.Dataset.from_tensor_slices((train_rgb, targets))
+    def flip(image, target, *features):
+        # One coin per image flips the pixels and, with them, the teacher's feature map (axis 1 = width).
+        flipped = tf.random.uniform([], seed=options.seed) < 0.5
+        image = tf.cond(flipped, lambda: tf.reverse(image, [1]), lambda: image)
+        if not features:
+            return tf.cast(image, tf.float32), target
+        hint = tf.cast(features[0], tf.float32)
+        return tf.cast(image, tf.float32), (target, tf.cond(flipped, lambda: tf.reverse(hint, [1]), lambda: hint))
+
+    tensors = (train_rgb, targets, teacher_features.astype(np.float16)) if hints else (train_rgb, targets)
+    dataset = (tf.data.Dataset.from_tensor_slices(tensors)
                .shuffle(len(train_rgb), seed=options.seed, reshuffle_each_iteration=True)
+               .map(flip)
                .batch(options.batch_size)
-               .map(lambda x, y: (tf.cast(x, tf.float32), y))
                .prefetch(2))
+    trainer.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
+                    loss=[distillation_loss, "mse"] if hints else distillation_loss,
+                    loss_weights=[1.0, options.hint_weight] if hints else None)
     history, best_accuracy, best_weights = [], -1.0, None
     for epoch in progress(range(options.epochs), "distill", total=options.epochs, unit="epoch"):
         fit = trainer.fit(dataset, epochs=1, verbose=0)
@@ -244,7 +266,26 @@ def run(options: KmodelOptions) -> dict:
     started = time.perf_counter()
     keras.utils.set_random_seed(options.seed)
     teacher = keras.models.load_model(teacher_path)
-    teacher_probs = predict_batched(teacher, teacher_rgb.astype(np.float32))
+    teacher_features = None
+    if options.hint_weight > 0:
+        if TEACHER_HINT_LAYER not in [layer.name for layer in teacher.layers]:
+            raise ToolkitError(f"{teacher_path}: no {TEACHER_HINT_LAYER} layer for hints (head not block4-conv?); "
+                               "drop --hint-weight")
+        # The teacher is a chain (pixels -> caffe_preprocess -> conv base -> head): call its layers again
+        # to expose the conv base's output beside the head's.
+        pixels = keras.Input(teacher.input.shape[1:])
+        x, features = pixels, None
+        for layer in teacher.layers[1:]:
+            x = layer(x)
+            features = x if layer.name == TEACHER_HINT_LAYER else features
+        both = keras.Model(pixels, [x, features])
+        outputs = [both.predict_on_batch(teacher_rgb[i:i + 16].astype(np.float32)) for i in range(0, len(teacher_rgb), 16)]
+        teacher_probs = np.concatenate([np.asarray(o[0], np.float32) for o in outputs])
+        teacher_features = np.concatenate([np.asarray(o[1], np.float16) for o in outputs])
+        rms = float(np.sqrt(np.mean(np.square(teacher_features[:64].astype(np.float32)))))
+        teacher_features = (teacher_features / np.float16(rms)).astype(np.float16)
+    else:
+        teacher_probs = predict_batched(teacher, teacher_rgb.astype(np.float32))
     teacher_logits = np.log(np.clip(teacher_probs, 1e-7, 1.0)).astype(np.float32)
     del teacher_rgb
     _timed(options, "teacher outputs", started)
@@ -256,7 +297,8 @@ def run(options: KmodelOptions) -> dict:
     init = init_from_backbone(student, backbone.model, plan.arch)
     labels = dataset.train.labels
     history = distill(student, train_rgb[fit_index], teacher_logits[fit_index], labels[fit_index],
-                      train_rgb[held_out], labels[held_out], options)
+                      train_rgb[held_out], labels[held_out], options,
+                      None if teacher_features is None else teacher_features[fit_index])
     _timed(options, "distill", started)
 
     started = time.perf_counter()
@@ -293,7 +335,8 @@ def run(options: KmodelOptions) -> dict:
                  "summary": plan.summary()},
         "init_kept_l1_share": init.kept_l1_share,
         "distillation": {"epochs": options.epochs, "temperature": options.temperature,
-                         "hard_label_weight": options.hard_label_weight, "learning_rate": options.learning_rate,
+                         "hard_label_weight": options.hard_label_weight, "hint_weight": options.hint_weight,
+                         "learning_rate": options.learning_rate,
                          "fit_images": int(len(fit_index)), "held_out_images": int(len(held_out)),
                          "history": history, "teacher": str(teacher_path.name), "backbone_init": backbone.source},
         "kmodel": {"file": KMODEL_FILE, "bytes": kmodel.stat().st_size, "sha256": _sha256(kmodel), "version": 5,
@@ -388,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-gmacs", type=float, default=1.0, help="compute cap for the planner's choice")
     parser.add_argument("--epochs", type=positive_int, default=10, help="distillation epochs")
     parser.add_argument("--temperature", type=float, default=2.0, help="distillation temperature")
+    parser.add_argument("--hint-weight", type=float, default=0.0,
+                        help="weight of the block4 feature-map (hint) loss; 0 = off")
     parser.add_argument("--sim-images", type=str, default="all", help="test images run in the simulator (N or all)")
     parser.add_argument("--max-train", type=positive_int, default=None, help="training images per class (quick runs)")
     parser.add_argument("--max-test", type=positive_int, default=None, help="test images per class (quick runs)")
@@ -403,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     options = KmodelOptions(
         artifacts=args.artifacts, data=args.data, arch=args.arch, width=args.width, input_size=args.input_size,
         deployment=Deployment(args.deployment), max_gmacs=args.max_gmacs, epochs=args.epochs,
-        temperature=args.temperature, sim_images=None if args.sim_images == "all" else int(args.sim_images),
+        temperature=args.temperature, hint_weight=args.hint_weight, sim_images=None if args.sim_images == "all" else int(args.sim_images),
         max_train=args.max_train, max_test=args.max_test, layout=args.layout, toolchain=args.toolchain,
         seed=args.seed,
     )

@@ -85,3 +85,24 @@ def test_planner_choice_respects_the_compute_cap():
 def test_missing_teacher_says_run_make_convert(tmp_path, capsys):
     assert kmodel_main(["--artifacts", str(tmp_path)]) == 2
     assert "run `make convert` first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("hint_weight", [0.0, 1.0])
+def test_distill_trains_the_student_and_leaves_no_extra_layer(hint_weight):
+    from convert.k210 import distill
+
+    plan = plan_vgg("vgg16", 0.125, 32)
+    student = build_student(plan)
+    before = [w.copy() for w in student.get_weights()]
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (16, 32, 32, 3)).astype(np.uint8)
+    labels = np.arange(16) % 2
+    teacher_logits = np.where(np.eye(2)[labels] > 0, 2.0, -2.0).astype(np.float32)
+    features = rng.normal(size=(16, 2, 2, 512)).astype(np.float16)  # block4_pool of a 512-channel teacher at 32
+    options = KmodelOptions(artifacts=None, epochs=2, batch_size=8, hint_weight=hint_weight)
+    history = distill(student, images, teacher_logits, labels, images[:4], labels[:4], options,
+                      features if hint_weight else None)
+    assert [entry["epoch"] for entry in history] == [1, 2]
+    assert all(np.isfinite(entry["loss"]) for entry in history)
+    assert any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights()))
+    assert "hint_regressor" not in [layer.name for layer in student.layers]
