@@ -2,45 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from calibration.select import file_sha256 as sha256_file  # one hashing helper for manifests and artifacts
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> Path:
-    """Writes a file through a temporary sibling and ``os.replace``: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts are meant to be copied and shared
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def write_json_atomic(path: Path, payload: Any) -> Path:
-    return write_bytes_atomic(path, (json.dumps(payload, indent=2, sort_keys=False) + "\n").encode("utf-8"))
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    return write_bytes_atomic(path, text.encode("utf-8"))
+from runtime.files import umask, write_bytes_atomic, write_json_atomic, write_text_atomic  # noqa: F401
 
 
 class StagingDir:
@@ -55,7 +23,7 @@ class StagingDir:
         self.out = Path(out)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.path = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.staging-", dir=self.out.parent))
-        os.chmod(self.path, 0o777 & ~_umask())  # mkdtemp makes 0700; OUT is meant to be shared
+        os.chmod(self.path, 0o777 & ~umask())  # mkdtemp makes 0700; OUT is meant to be shared
         self._done = False
 
     def __enter__(self) -> "StagingDir":

@@ -7,7 +7,6 @@ Output: an overlay window where a display and a GUI-enabled OpenCV exist, otherw
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 from runtime.argtypes import positive_float, positive_int, size_wh
 from runtime.capture import FrameGrabber, PreprocessIn, RetryPolicy
 from runtime.errors import ToolkitError
+from runtime.files import write_json_atomic
 from runtime.interpreter import Classifier, interpreter_backend
 from runtime.loop import JsonLinesSink, LoopOptions, SaveEverySink, WindowSink, display_available, run_loop
 from runtime.metadata import INT8_TFLITE_FILE, locate_model
@@ -65,13 +65,6 @@ def build_parser() -> argparse.ArgumentParser:
                              "or in the inference loop (no work spent on frames a camera then drops)")
     parser.add_argument("--summary", type=Path, default=None, help="also write the run summary as JSON here")
     return parser
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(sig, handler)
     print(summary.one_line(), file=sys.stderr, flush=True)
     if args.summary:
-        _write_json_atomic(args.summary, summary.to_dict())
+        write_json_atomic(args.summary, summary.to_dict())
     return 0
 
 

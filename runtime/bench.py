@@ -11,7 +11,6 @@ Timings on a shared machine are noisy: compare numbers from one run, not across 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -25,6 +24,7 @@ import numpy as np
 
 from runtime.capture import FrameGrabber, PreprocessIn
 from runtime.errors import ToolkitError
+from runtime.files import write_json_atomic
 from runtime.interpreter import Classifier, TFLiteModel, interpreter_backend
 from runtime.loop import JsonLinesSink, LoopOptions, run_loop
 from runtime.metadata import INT8_TFLITE_FILE, locate_model
@@ -175,9 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     out = args.out or model_path.parent / BENCH_FILE
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, out)
+    write_json_atomic(out, report)
     print(render(report))
     print(f"\nwrote {out}")
     return 0
