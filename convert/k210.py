@@ -1,7 +1,8 @@
 """``python -m convert.k210`` (``make kmodel``): the float VGG + head in OUT -> a K210 kmodel, measured.
 
-Steps: plan a VGG variant that fits the K210 (convert/k210_plan.py) -> build it and initialize it from the
-backbone's strongest channels -> distill it from OUT's float model on the training set -> float TFLite ->
+Steps: plan a narrowed copy of OUT's float model that fits the K210 (convert/k210_plan.py) -> build it and
+initialize it from that model's layers (strongest channels, refit by least squares: convert/k210_student.py)
+-> distill it from OUT's float model on the training set -> float TFLite ->
 nncase uint8 PTQ with OUT's calibration images -> ``model_k210.kmodel`` (uint8 RGB in, planar) -> run the
 test set through nncase's K210 simulator -> ``k210_report.json`` / ``.md`` and a ``k210`` section in
 ``metadata.json``.
@@ -13,6 +14,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -34,7 +36,7 @@ from convert.k210_compile import (
     toolchain_route,
 )
 from convert.k210_plan import Deployment, Plan, largest_fitting, plan_vgg
-from runtime.argtypes import positive_int
+from runtime.argtypes import positive_float, positive_int
 from runtime.errors import ToolkitError
 from runtime.metadata import METADATA_FILE, ModelMetadata, read_metadata
 from runtime.preprocess import InputSpec, load_image_rgb, resize_rgb
@@ -50,8 +52,7 @@ LABELS_HEADER = "k210_labels.h"  # for the board program (firmware_notes/k210_bo
 MAX_ACCURACY_GAP = 0.03  # kmodel (simulator) within 3 points of the full float VGG16 + head
 MIN_AGREEMENT = 0.98  # kmodel vs its own float variant, top-1
 SIMULATOR_PROCESSES = 2  # nncase's simulator runs on one core; one process per core here
-HINT_LAYER = "block4_pool"  # the student layer whose feature map hint distillation matches to the teacher's
-TEACHER_HINT_LAYER = "vgg16_to_block4_pool"  # the teacher's conv base, cut at block4_pool
+INIT_IMAGES = 32  # training images the reconstruction init is fit on (each gives thousands of positions)
 
 
 @dataclass
@@ -61,17 +62,16 @@ class KmodelOptions:
     Attributes:
         artifacts: The ``make convert`` folder: its float model is the teacher, its calibration list is used.
         data: Data root; None = the one recorded in the artifacts' metadata.
-        arch: VGG family member of the student.
         width: Width multiplier; None = the planner's choice.
         input_size: Square input size; None = the planner's choice.
         deployment: Budget the plan must fit (with room to spare).
         max_gmacs: Compute cap for the planner's choice (keeps the distillation inside ``make kmodel``'s time).
-        epochs: Distillation epochs (the best on the held-out images is kept).
+        epochs: Distillation epochs (the last one is kept; the learning rate decays to 0 along a cosine).
         temperature: Distillation temperature.
         hard_label_weight: Weight of the true-label loss beside the distillation loss.
-        hint_weight: Weight of the block4 feature-map (hint) loss; 0 = off.
-        learning_rate: Adam's (constant) learning rate.
+        learning_rate: Adam's starting learning rate (low: the reconstruction init is already close).
         batch_size: Training batch size.
+        reconstruct: Refit each narrowed layer by least squares to the teacher's (False: plain strongest channels).
         sim_images: Test images run through the simulator; None = all.
         max_train: Training images per class (None = all): for quick runs and tests.
         max_test: Test images per class (None = all).
@@ -82,17 +82,16 @@ class KmodelOptions:
 
     artifacts: Path
     data: Path | None = None
-    arch: str = "vgg16"
     width: float | None = None
     input_size: int | None = None
     deployment: Deployment = Deployment.STANDALONE_SDK
     max_gmacs: float = 1.0
-    epochs: int = 10
+    epochs: int = 8
     temperature: float = 2.0
     hard_label_weight: float = 0.3
-    hint_weight: float = 0.0
-    learning_rate: float = 3e-4
+    learning_rate: float = 1.5e-4
     batch_size: int = 32
+    reconstruct: bool = True
     sim_images: int | None = None
     max_train: int | None = None
     max_test: int | None = None
@@ -102,21 +101,54 @@ class KmodelOptions:
     timings_s: dict = field(default_factory=dict)
 
 
-def choose_plan(options: KmodelOptions, classes: int) -> Plan:
+@dataclass(frozen=True)
+class StudentShape:
+    """The teacher's shape a student mirrors: which VGG, how many conv blocks, the head's 1x1 conv."""
+
+    arch: str = "vgg16"
+    blocks: int | None = None  # None = all
+    reduce_channels: int = 0
+
+
+def student_shape(provenance: dict) -> StudentShape:
+    """The shape of the ``make convert`` model recorded in its metadata (read before any model is loaded).
+
+    Raises:
+        ToolkitError: The model has no trained head (VGG's own ImageNet top) to distill.
+    """
+    from convert.config import HeadKind
+    from convert.head import BLOCK4_HEAD_WIDTH, head_input
+
+    arch = provenance.get("arch", "vgg16")
+    head = provenance.get("head")
+    if head is None:
+        return StudentShape(arch)
+    kind = HeadKind(head)
+    if kind is HeadKind.IMAGENET:
+        raise ToolkitError("the make convert model is VGG's own ImageNet top, with no cats/dogs head to distill; "
+                           "rerun make convert with --head gap, flatten-mlp or block4-conv")
+    if head_input(kind) == "block4_pool":
+        return StudentShape(arch, 4, BLOCK4_HEAD_WIDTH if kind is HeadKind.BLOCK4_CONV else 0)
+    return StudentShape(arch)
+
+
+def choose_plan(options: KmodelOptions, classes: int, shape: StudentShape = StudentShape()) -> Plan:
     """The planned variant; a variant that cannot fit is refused with the planner's reasons, before any work.
 
     Raises:
         ToolkitError: Nothing fits, or the asked-for variant does not.
     """
     if options.width is not None and options.input_size is not None:
-        plan = plan_vgg(options.arch, options.width, options.input_size, classes, options.deployment)
+        plan = plan_vgg(shape.arch, options.width, options.input_size, classes, options.deployment, shape.blocks,
+                        shape.reduce_channels)
     else:
-        plan = largest_fitting(options.arch, classes, options.deployment, options.max_gmacs)
+        plan = largest_fitting(shape.arch, classes, options.deployment, options.max_gmacs, shape.blocks,
+                               shape.reduce_channels)
         if plan is None:
-            raise ToolkitError(f"no {options.arch} variant fits the {options.deployment.value} budget under "
+            raise ToolkitError(f"no {shape.arch} variant fits the {options.deployment.value} budget under "
                                f"{options.max_gmacs} GMAC; raise --max-gmacs or pick --deployment")
     if not plan.fits:
-        raise ToolkitError(f"{options.arch} x{plan.width:g} at {plan.input_size} does not fit the K210: "
+        raise ToolkitError(f"{plan.name} does not fit the K210: "
                            f"{'; '.join(plan.problems)}; see `python -m convert.k210_plan`")
     return plan
 
@@ -137,14 +169,54 @@ def _decode(paths, size: int, desc: str) -> np.ndarray:
     return images
 
 
+@dataclass
+class Inputs:
+    """Decoded images of a run: training (fit + held out), test, calibration."""
+
+    train_rgb: np.ndarray  # at the student's size
+    teacher_rgb: np.ndarray  # at the teacher's size (the same array when the sizes agree)
+    train_labels: np.ndarray
+    fit_index: np.ndarray
+    held_out: np.ndarray
+    test_rgb: np.ndarray
+    test_labels: np.ndarray
+    calibration: np.ndarray
+
+
+def load_inputs(options: KmodelOptions, provenance: dict, size: int, teacher_size: int) -> Inputs:
+    """The same data set, calibration list and held-out images as ``make convert`` used."""
+    from convert.data import limit_per_class, scan_dataset
+    from convert.pipeline import held_out_index
+
+    artifacts = Path(options.artifacts)
+    data_root = Path(options.data or provenance.get("data_root", ""))
+    dataset = scan_dataset(data_root)
+    dataset.train = limit_per_class(dataset.train, options.max_train, options.seed)
+    dataset.test = limit_per_class(dataset.test, options.max_test, options.seed)
+    if provenance.get("dataset_sha256") and dataset.fingerprint() != provenance["dataset_sha256"]:
+        raise ToolkitError(f"{data_root}: not the images {artifacts} was made from (SHA-256 differs); pass the same "
+                           "DATA=, --max-train and --max-test as for `make convert`, or rerun it")
+    train_rgb = _decode(dataset.train.paths, size, "decode train (student size)")
+    teacher_rgb = train_rgb if size == teacher_size else _decode(dataset.train.paths, teacher_size,
+                                                                 "decode train (teacher size)")
+    items = read_manifest(artifacts / provenance.get("calibration", {}).get("manifest", "calibration_manifest.json"))
+    calibration = np.stack([resize_rgb(load_image_rgb(dataset.root / item.file), InputSpec(size, size))
+                            for item in items])
+    position = {p.relative_to(dataset.root).as_posix(): i for i, p in enumerate(dataset.train.paths)}
+    held_out = held_out_index(dataset.train.labels, {position[i.file] for i in items if i.file in position},
+                              options.seed)
+    return Inputs(train_rgb=train_rgb, teacher_rgb=teacher_rgb, train_labels=dataset.train.labels,
+                  fit_index=np.setdiff1d(np.arange(len(train_rgb)), held_out), held_out=held_out,
+                  test_rgb=_decode(dataset.test.paths, size, "decode test"), test_labels=dataset.test.labels,
+                  calibration=calibration)
+
+
 def distill(student, train_rgb: np.ndarray, teacher_logits: np.ndarray, labels: np.ndarray, val_rgb: np.ndarray,
-            val_labels: np.ndarray, options: KmodelOptions, teacher_features: np.ndarray | None = None) -> list[dict]:
+            val_labels: np.ndarray, options: KmodelOptions) -> list[dict]:
     """Trains ``student`` on the teacher's softened outputs (and the true labels), with horizontal flips.
 
-    With ``teacher_features`` (the teacher's block4 feature maps, scaled to unit RMS) and
-    ``options.hint_weight`` > 0, a 1x1 regressor on the student's ``HINT_LAYER`` is also trained to
-    reproduce them (FitNets-style hints); the regressor is dropped afterwards. Keeps the weights of the
-    epoch with the best held-out accuracy. Returns the per-epoch history.
+    Adam with a cosine decay from ``options.learning_rate`` to 0; the last epoch's weights are kept. The
+    held-out accuracy is measured after each epoch for the report. Returns the per-epoch history.
     """
     import keras
     import tensorflow as tf
@@ -155,12 +227,7 @@ def distill(student, train_rgb: np.ndarray, teacher_logits: np.ndarray, labels: 
 
     classes = teacher_logits.shape[1]
     temperature, alpha = options.temperature, options.hard_label_weight
-    hints = teacher_features is not None and options.hint_weight > 0
-    outputs = [student.get_layer(LOGITS_LAYER).output]
-    if hints:
-        outputs.append(keras.layers.Conv2D(teacher_features.shape[-1], 1, name="hint_regressor")(
-            student.get_layer(HINT_LAYER).output))
-    trainer = keras.Model(student.input, outputs)
+    trainer = keras.Model(student.input, student.get_layer(LOGITS_LAYER).output)
 
     def distillation_loss(y_true, y_pred):
         soft_teacher = tf.nn.softmax(y_true[:, :classes] / temperature)
@@ -169,34 +236,25 @@ def distill(student, train_rgb: np.ndarray, teacher_logits: np.ndarray, labels: 
         return (1 - alpha) * kd + alpha * hard
 
     targets = np.concatenate([teacher_logits, np.eye(classes, dtype=np.float32)[labels]], axis=1).astype(np.float32)
-    def flip(image, target, *features):
-        # One coin per image flips the pixels and, with them, the teacher's feature map (axis 1 = width).
-        flipped = tf.random.uniform([], seed=options.seed) < 0.5
-        image = tf.cond(flipped, lambda: tf.reverse(image, [1]), lambda: image)
-        if not features:
-            return tf.cast(image, tf.float32), target
-        hint = tf.cast(features[0], tf.float32)
-        return tf.cast(image, tf.float32), (target, tf.cond(flipped, lambda: tf.reverse(hint, [1]), lambda: hint))
 
-    tensors = (train_rgb, targets, teacher_features.astype(np.float16)) if hints else (train_rgb, targets)
-    dataset = (tf.data.Dataset.from_tensor_slices(tensors)
+    def flip(image, target):
+        return tf.image.random_flip_left_right(tf.cast(image, tf.float32), seed=options.seed), target
+
+    dataset = (tf.data.Dataset.from_tensor_slices((train_rgb, targets))
                .shuffle(len(train_rgb), seed=options.seed, reshuffle_each_iteration=True)
                .map(flip)
                .batch(options.batch_size)
                .prefetch(2))
-    trainer.compile(optimizer=keras.optimizers.Adam(options.learning_rate),
-                    loss=[distillation_loss, "mse"] if hints else distillation_loss,
-                    loss_weights=[1.0, options.hint_weight] if hints else None)
-    history, best_accuracy, best_weights = [], -1.0, None
+    steps = options.epochs * math.ceil(len(train_rgb) / options.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(options.learning_rate, decay_steps=steps)
+    trainer.compile(optimizer=keras.optimizers.Adam(schedule), loss=distillation_loss)
+    history = []
     for epoch in progress(range(options.epochs), "distill", total=options.epochs, unit="epoch"):
         fit = trainer.fit(dataset, epochs=1, verbose=0)
         val_scores = predict_batched(student, val_rgb.astype(np.float32))
         val_accuracy = float(np.mean(val_scores.argmax(1) == val_labels))
         history.append({"epoch": epoch + 1, "loss": float(fit.history["loss"][-1]), "val_accuracy": val_accuracy})
         log.info("epoch %d: loss %.4f, held-out accuracy %.4f", epoch + 1, history[-1]["loss"], val_accuracy)
-        if val_accuracy > best_accuracy:
-            best_accuracy, best_weights = val_accuracy, student.get_weights()
-    student.set_weights(best_weights)
     return history
 
 
@@ -215,18 +273,59 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def load_teacher(path: Path, plan: Plan):
+    """The ``make convert`` float model and its parts, checked against the shape the plan mirrors."""
+    import keras
+
+    from convert.k210_student import teacher_layout
+
+    teacher = keras.models.load_model(path)
+    layout = teacher_layout(teacher)
+    if (layout.arch, layout.blocks, layout.reduce_channels) != (plan.arch, plan.blocks, plan.reduce_channels):
+        raise ToolkitError(f"{path}: its layers ({layout.arch}, blocks 1-{layout.blocks}, 1x1 conv "
+                           f"{layout.reduce_channels}) differ from what metadata.json says; rerun `make convert`")
+    return teacher, layout
+
+
+def train_student(plan: Plan, teacher, layout, inputs: Inputs, teacher_logits: np.ndarray, options: KmodelOptions):
+    """Builds the variant, initializes it from the teacher and distills it; returns (student, init, history)."""
+    from convert.k210_student import build_student, init_from_teacher
+
+    student = build_student(plan, seed=options.seed)
+    rng = np.random.default_rng(options.seed)
+    sample = np.sort(rng.choice(inputs.fit_index, min(INIT_IMAGES, len(inputs.fit_index)), replace=False))
+    init = init_from_teacher(student, layout, inputs.train_rgb[sample], teacher_logits[sample],
+                             reconstruct=options.reconstruct, seed=options.seed)
+    for name, (before, after) in init.relative_error.items():
+        log.info("init %s: relative error %.3f (kept channels) -> %.3f (refit)", name, before, after)
+    fit, held = inputs.fit_index, inputs.held_out
+    history = distill(student, inputs.train_rgb[fit], teacher_logits[fit], inputs.train_labels[fit],
+                      inputs.train_rgb[held], inputs.train_labels[held], options)
+    return student, init, history
+
+
+def export_and_compile(student, artifacts: Path, calibration: np.ndarray, kmodel_input: KmodelInput,
+                       toolchain: Path) -> tuple[Path, Path, dict]:
+    """Float Keras + TFLite of the variant into ``artifacts``, then nncase; returns (float TFLite, kmodel, details)."""
+    from convert.export import ExportContext, Target, export
+
+    with tempfile.TemporaryDirectory(prefix="kmodel-export-") as tmp:
+        ctx = ExportContext(model=student, out_dir=Path(tmp), work_dir=Path(tmp))
+        written = export(ctx, [Target.KERAS, Target.TFLITE_FLOAT])
+        float_tflite = artifacts / K210_FLOAT_TFLITE_FILE
+        os.replace(written[Target.TFLITE_FLOAT], float_tflite)
+        os.replace(written[Target.KERAS], artifacts / K210_FLOAT_KERAS_FILE)
+    kmodel, compiled = compile_kmodel(float_tflite, calibration, kmodel_input, artifacts / KMODEL_FILE,
+                                      artifacts / "k210_work" / "compile", toolchain)
+    return float_tflite, kmodel, compiled
+
+
 def run(options: KmodelOptions) -> dict:
     """The whole ``make kmodel``; returns the report. Raises ToolkitError on bad input or a tool failure."""
     import keras
 
-    from convert.backbone import build_backbone
-    from convert.config import Arch
-    from convert.data import limit_per_class, scan_dataset
     from convert.drift import compare, run_classifier
-    from convert.export import ExportContext, Target, export
     from convert.head import predict_batched
-    from convert.k210_student import build_student, init_from_backbone
-    from convert.pipeline import held_out_index
 
     started_all = time.perf_counter()
     artifacts = Path(options.artifacts)
@@ -235,92 +334,43 @@ def run(options: KmodelOptions) -> dict:
         raise ToolkitError(f"{teacher_path}: no float model; run `make convert` first (make kmodel starts from it)")
     metadata = read_metadata(artifacts)
     provenance = metadata.extra.get("provenance", {})
-    plan = choose_plan(options, len(metadata.labels))
+    plan = choose_plan(options, len(metadata.labels), student_shape(provenance))
     toolchain_python(options.toolchain)  # fail before the long part if nncase is not there
     log.info(plan.summary())
 
     started = time.perf_counter()
-    data_root = Path(options.data or provenance.get("data_root", ""))
-    dataset = scan_dataset(data_root)
-    if provenance.get("dataset_sha256") and dataset.fingerprint() != provenance["dataset_sha256"]:
-        raise ToolkitError(f"{data_root}: not the data set {artifacts} was made from (SHA-256 differs); "
-                           "pass the same DATA= as for `make convert`, or rerun it")
-    dataset.train = limit_per_class(dataset.train, options.max_train, options.seed)
-    dataset.test = limit_per_class(dataset.test, options.max_test, options.seed)
-    size, teacher_size = plan.input_size, metadata.input.height
-    train_rgb = _decode(dataset.train.paths, size, "decode train (student size)")
-    teacher_rgb = train_rgb if size == teacher_size else _decode(dataset.train.paths, teacher_size,
-                                                                 "decode train (teacher size)")
-    test_paths = dataset.test.paths
-    test_labels = dataset.test.labels
-    test_rgb = _decode(test_paths, size, "decode test")
-    items = read_manifest(artifacts / provenance.get("calibration", {}).get("manifest", "calibration_manifest.json"))
-    calibration = np.stack([resize_rgb(load_image_rgb(dataset.root / item.file), InputSpec(size, size))
-                            for item in items])
-    position = {p.relative_to(dataset.root).as_posix(): i for i, p in enumerate(dataset.train.paths)}
-    held_out = held_out_index(dataset.train.labels, {position[i.file] for i in items if i.file in position},
-                              options.seed)
-    fit_index = np.setdiff1d(np.arange(len(train_rgb)), held_out)
+    size = plan.input_size
+    inputs = load_inputs(options, provenance, size, metadata.input.height)
     _timed(options, "decode", started)
 
     started = time.perf_counter()
     keras.utils.set_random_seed(options.seed)
-    teacher = keras.models.load_model(teacher_path)
-    teacher_features = None
-    if options.hint_weight > 0:
-        if TEACHER_HINT_LAYER not in [layer.name for layer in teacher.layers]:
-            raise ToolkitError(f"{teacher_path}: no {TEACHER_HINT_LAYER} layer for hints (head not block4-conv?); "
-                               "drop --hint-weight")
-        # The teacher is a chain (pixels -> caffe_preprocess -> conv base -> head): call its layers again
-        # to expose the conv base's output beside the head's.
-        pixels = keras.Input(teacher.input.shape[1:])
-        x, features = pixels, None
-        for layer in teacher.layers[1:]:
-            x = layer(x)
-            features = x if layer.name == TEACHER_HINT_LAYER else features
-        both = keras.Model(pixels, [x, features])
-        outputs = [both.predict_on_batch(teacher_rgb[i:i + 16].astype(np.float32)) for i in range(0, len(teacher_rgb), 16)]
-        teacher_probs = np.concatenate([np.asarray(o[0], np.float32) for o in outputs])
-        teacher_features = np.concatenate([np.asarray(o[1], np.float16) for o in outputs])
-        rms = float(np.sqrt(np.mean(np.square(teacher_features[:64].astype(np.float32)))))
-        teacher_features = (teacher_features / np.float16(rms)).astype(np.float16)
-    else:
-        teacher_probs = predict_batched(teacher, teacher_rgb.astype(np.float32))
+    teacher, layout = load_teacher(teacher_path, plan)
+    teacher_probs = predict_batched(teacher, inputs.teacher_rgb.astype(np.float32))
     teacher_logits = np.log(np.clip(teacher_probs, 1e-7, 1.0)).astype(np.float32)
-    del teacher_rgb
+    inputs.teacher_rgb = inputs.train_rgb  # free the teacher-size copy
     _timed(options, "teacher outputs", started)
 
     started = time.perf_counter()
-    student = build_student(plan, seed=options.seed)
-    weights = provenance.get("weights", "hed")
-    backbone = build_backbone(Arch(plan.arch), weights if weights in ("imagenet", "hed") else "hed", 224)
-    init = init_from_backbone(student, backbone.model, plan.arch)
-    labels = dataset.train.labels
-    history = distill(student, train_rgb[fit_index], teacher_logits[fit_index], labels[fit_index],
-                      train_rgb[held_out], labels[held_out], options,
-                      None if teacher_features is None else teacher_features[fit_index])
-    _timed(options, "distill", started)
+    student, init, history = train_student(plan, teacher, layout, inputs, teacher_logits, options)
+    del teacher, layout
+    _timed(options, "init and distill", started)
 
     started = time.perf_counter()
     kmodel_input = KmodelInput(size, size, layout=options.layout)
-    with tempfile.TemporaryDirectory(prefix="kmodel-export-") as tmp:
-        ctx = ExportContext(model=student, out_dir=Path(tmp), work_dir=Path(tmp))
-        written = export(ctx, [Target.KERAS, Target.TFLITE_FLOAT])
-        float_tflite = artifacts / K210_FLOAT_TFLITE_FILE
-        os.replace(written[Target.TFLITE_FLOAT], float_tflite)
-        os.replace(written[Target.KERAS], artifacts / K210_FLOAT_KERAS_FILE)
-    work = artifacts / "k210_work"
-    kmodel, compiled = compile_kmodel(float_tflite, calibration, kmodel_input, artifacts / KMODEL_FILE, work / "compile",
-                                      options.toolchain)
+    float_tflite, kmodel, compiled = export_and_compile(student, artifacts, inputs.calibration, kmodel_input,
+                                                        options.toolchain)
     _timed(options, "export and compile", started)
 
     started = time.perf_counter()
+    test_rgb, test_labels = inputs.test_rgb, inputs.test_labels
     count = len(test_rgb) if options.sim_images is None else min(options.sim_images, len(test_rgb))
     rng = np.random.default_rng(options.seed)
     chosen = np.sort(rng.permutation(len(test_rgb))[:count]) if count < len(test_rgb) else np.arange(len(test_rgb))
     student_meta = ModelMetadata(labels=metadata.labels, input=InputSpec(size, size))
     float_scores = run_classifier(float_tflite, student_meta, test_rgb, "student float TFLite on test")
-    kmodel_scores = simulate_parallel(kmodel, test_rgb[chosen], kmodel_input, work, options.toolchain)
+    kmodel_scores = simulate_parallel(kmodel, test_rgb[chosen], kmodel_input, artifacts / "k210_work",
+                                      options.toolchain)
     _timed(options, "evaluate", started)
 
     teacher_accuracy = metadata.extra.get("results", {}).get("accuracy_float")
@@ -328,20 +378,25 @@ def run(options: KmodelOptions) -> dict:
     sim_cmp = compare(float_scores[chosen], kmodel_scores, test_labels[chosen])
     kmodel_accuracy = sim_cmp["accuracy_candidate"]
     report = {
-        "plan": {"arch": plan.arch, "width": plan.width, "input_size": plan.input_size, "params": plan.params,
+        "plan": {"arch": plan.arch, "width": plan.width, "input_size": plan.input_size, "blocks": plan.blocks,
+                 "reduce_channels": plan.reduce_channels, "params": plan.params,
                  "gmacs": round(plan.macs / 1e9, 3), "deployment": plan.deployment.value,
                  "budget_bytes": plan.budget_bytes, "planned_main_memory_bytes": plan.main_memory_bytes,
                  "peak_kpu_bytes": plan.peak_kpu_bytes, "peak_kpu_layer": plan.peak_kpu_layer.name,
                  "summary": plan.summary()},
-        "init_kept_l1_share": init.kept_l1_share,
+        "init": {"method": "strongest channels + least-squares refit" if options.reconstruct else "strongest channels",
+                 "images": INIT_IMAGES, "kept_l1_share": init.kept_l1_share,
+                 "relative_error": {name: {"kept_channels": round(before, 4), "refit": round(after, 4)}
+                                    for name, (before, after) in init.relative_error.items()},
+                 "dense": init.head},
         "distillation": {"epochs": options.epochs, "temperature": options.temperature,
-                         "hard_label_weight": options.hard_label_weight, "hint_weight": options.hint_weight,
-                         "learning_rate": options.learning_rate,
-                         "fit_images": int(len(fit_index)), "held_out_images": int(len(held_out)),
-                         "history": history, "teacher": str(teacher_path.name), "backbone_init": backbone.source},
+                         "hard_label_weight": options.hard_label_weight, "learning_rate": options.learning_rate,
+                         "schedule": "cosine decay to 0, last epoch kept",
+                         "fit_images": int(len(inputs.fit_index)), "held_out_images": int(len(inputs.held_out)),
+                         "history": history, "teacher": str(teacher_path.name)},
         "kmodel": {"file": KMODEL_FILE, "bytes": kmodel.stat().st_size, "sha256": _sha256(kmodel), "version": 5,
                    "nncase_memory_bytes": compiled["memory"], "compile_s": compiled["compile_s"],
-                   "calibration_images": int(len(calibration)), "toolchain": toolchain_route(options.toolchain),
+                   "calibration_images": int(len(inputs.calibration)), "toolchain": toolchain_route(options.toolchain),
                    "input": {"dtype": "uint8", "layout": kmodel_input.layout, "shape": kmodel_input.shape,
                              "color_order": "RGB", "pixel_range": [0, 255], "resize": "squash"},
                    "output": {"dtype": "float32", "shape": [1, len(metadata.labels)], "activation": "softmax"}},
@@ -362,7 +417,8 @@ def run(options: KmodelOptions) -> dict:
             "meets_agreement_goal": sim_cmp["top1_agreement"] >= MIN_AGREEMENT,
         },
         "timings_s": {**options.timings_s, "total": round(time.perf_counter() - started_all, 1)},
-        "options": {key: (str(value) if isinstance(value, (Path, Deployment)) else value)
+        "options": {key: (value.value if isinstance(value, Deployment) else str(value) if isinstance(value, Path)
+                          else value)
                     for key, value in asdict(options).items() if key != "timings_s"},
     }
     write_json_atomic(artifacts / REPORT_JSON, report)
@@ -423,16 +479,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts/vgg16_cats_dogs"),
                         help="the make convert folder (teacher, calibration list); the kmodel is written there")
     parser.add_argument("--data", type=Path, default=None, help="data root; None = the one recorded in metadata.json")
-    parser.add_argument("--arch", type=str, default="vgg16", choices=["vgg16", "vgg19"])
     parser.add_argument("--width", type=float, default=None, help="width multiplier; None = planner's choice")
     parser.add_argument("--input-size", type=positive_int, default=None, help="input size; None = planner's choice")
     parser.add_argument("--deployment", type=str, default=Deployment.STANDALONE_SDK.value,
                         choices=[d.value for d in Deployment], help="memory budget to fit")
     parser.add_argument("--max-gmacs", type=float, default=1.0, help="compute cap for the planner's choice")
-    parser.add_argument("--epochs", type=positive_int, default=10, help="distillation epochs")
-    parser.add_argument("--temperature", type=float, default=2.0, help="distillation temperature")
-    parser.add_argument("--hint-weight", type=float, default=0.0,
-                        help="weight of the block4 feature-map (hint) loss; 0 = off")
+    parser.add_argument("--epochs", type=positive_int, default=KmodelOptions.epochs, help="distillation epochs")
+    parser.add_argument("--learning-rate", type=positive_float, default=KmodelOptions.learning_rate,
+                        help="Adam's starting learning rate (cosine decay to 0)")
+    parser.add_argument("--temperature", type=positive_float, default=KmodelOptions.temperature,
+                        help="distillation temperature")
+    parser.add_argument("--no-reconstruct", dest="reconstruct", action="store_false",
+                        help="initialize with the plain strongest channels (no least-squares refit)")
     parser.add_argument("--sim-images", type=str, default="all", help="test images run in the simulator (N or all)")
     parser.add_argument("--max-train", type=positive_int, default=None, help="training images per class (quick runs)")
     parser.add_argument("--max-test", type=positive_int, default=None, help="test images per class (quick runs)")
@@ -446,9 +504,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     options = KmodelOptions(
-        artifacts=args.artifacts, data=args.data, arch=args.arch, width=args.width, input_size=args.input_size,
+        artifacts=args.artifacts, data=args.data, width=args.width, input_size=args.input_size,
         deployment=Deployment(args.deployment), max_gmacs=args.max_gmacs, epochs=args.epochs,
-        temperature=args.temperature, hint_weight=args.hint_weight, sim_images=None if args.sim_images == "all" else int(args.sim_images),
+        learning_rate=args.learning_rate, temperature=args.temperature, reconstruct=args.reconstruct,
+        sim_images=None if args.sim_images == "all" else int(args.sim_images),
         max_train=args.max_train, max_test=args.max_test, layout=args.layout, toolchain=args.toolchain,
         seed=args.seed,
     )

@@ -115,6 +115,15 @@ class Plan:
     classes: int
     deployment: Deployment
     layers: list[LayerPlan]
+    blocks: int = 5
+    reduce_channels: int = 0
+
+    @property
+    def name(self) -> str:
+        """What the variant is, e.g. ``vgg16 x0.25 at 224`` or ``vgg16 blocks 1-4 + 1x1 conv 128 x0.25 at 224``."""
+        shape = "" if self.blocks == len(VGG_BLOCKS[self.arch]) else f" blocks 1-{self.blocks}"
+        shape += f" + 1x1 conv {self.reduce_channels}" if self.reduce_channels else ""
+        return f"{self.arch}{shape} x{self.width:g} at {self.input_size}"
 
     @property
     def params(self) -> int:
@@ -181,7 +190,7 @@ class Plan:
     def summary(self) -> str:
         verdict = "fits" if self.fits else "does NOT fit"
         peak = self.peak_kpu_layer
-        return (f"{self.arch} x{self.width:g} at {self.input_size}: {verdict} the {self.deployment.value} budget; "
+        return (f"{self.name}: {verdict} the {self.deployment.value} budget; "
                 f"{self.params / 1e6:.2f}M params, weights {self.weight_bytes / MB:.2f} MB, main memory "
                 f"{self.main_memory_bytes / MB:.2f} MB of {self.budget_bytes / MB:.1f} MB, KPU peak "
                 f"{peak.kpu_bytes / 2**20:.2f} MiB of 2 MiB at {peak.name}, {self.macs / 1e9:.2f} GMAC")
@@ -219,27 +228,38 @@ def _conv(name: str, kernel: int, in_shape: tuple[int, int, int], channels: int,
 
 
 def plan_vgg(arch: str = "vgg16", width: float = 1.0, input_size: int = 224, classes: int = 2,
-             deployment: Deployment = Deployment.STANDALONE_SDK) -> Plan:
+             deployment: Deployment = Deployment.STANDALONE_SDK, blocks: int | None = None,
+             reduce_channels: int = 0) -> Plan:
     """Lays out a VGG of the given width and input size: conv blocks (pools fused), then GAP and dense.
 
-    The head is global average pooling (CPU) and one dense layer (nncase runs it as a padded 1x1 KPU conv).
+    ``blocks`` keeps the first N conv blocks (None = all), as a classifier cut at block4_pool does;
+    ``reduce_channels`` adds a 1x1 ReLU convolution before the pooling (the block4-conv head's shape;
+    not narrowed). The head is global average pooling (CPU) and one dense layer (nncase runs it as a padded
+    1x1 KPU conv).
     """
     if arch not in VGG_BLOCKS:
         raise ValueError(f"unknown arch {arch!r}; one of {', '.join(VGG_BLOCKS)}")
+    blocks = len(VGG_BLOCKS[arch]) if blocks is None else blocks
+    if not 1 <= blocks <= len(VGG_BLOCKS[arch]):
+        raise ValueError(f"{arch} has blocks 1-{len(VGG_BLOCKS[arch])}, not {blocks}")
     layers = []
     shape = (input_size, input_size, 3)
-    for block, (convs, channels) in enumerate(VGG_BLOCKS[arch], start=1):
+    for block, (convs, channels) in enumerate(VGG_BLOCKS[arch][:blocks], start=1):
         out_channels = scaled_channels(channels, width)
         for index in range(1, convs + 1):
             layer = _conv(f"block{block}_conv{index}", 3, shape, out_channels, pool=index == convs)
             layers.append(layer)
             shape = layer.out_shape
+    if reduce_channels:
+        layers.append(_conv("reduce", 1, shape, reduce_channels, pool=False))
+        shape = layers[-1].out_shape
     layers.append(LayerPlan(name="gap", kind="gap", in_shape=shape, out_shape=(1, 1, shape[2]),
                             notes=["CPU"]))
     dense = LayerPlan(name="predictions", kind="dense", in_shape=(1, 1, shape[2]), out_shape=(1, 1, classes))
     dense.weight_bytes = shape[2] * classes + KPU_PARAMS_PER_CHANNEL * classes
     layers.append(dense)
-    return Plan(arch=arch, width=width, input_size=input_size, classes=classes, deployment=deployment, layers=layers)
+    return Plan(arch=arch, width=width, input_size=input_size, classes=classes, deployment=deployment, layers=layers,
+                blocks=blocks, reduce_channels=reduce_channels)
 
 
 WIDTHS = (1.0, 0.75, 0.5, 0.375, 0.25, 0.125)
@@ -247,9 +267,10 @@ INPUT_SIZES = (224, 192, 160, 128, 96)
 
 
 def largest_fitting(arch: str = "vgg16", classes: int = 2, deployment: Deployment = Deployment.STANDALONE_SDK,
-                    max_gmacs: float | None = None) -> Plan | None:
+                    max_gmacs: float | None = None, blocks: int | None = None, reduce_channels: int = 0) -> Plan | None:
     """The variant with the most compute among those that fit (and, if given, cost at most ``max_gmacs``)."""
-    candidates = [plan_vgg(arch, width, size, classes, deployment) for width in WIDTHS for size in INPUT_SIZES]
+    candidates = [plan_vgg(arch, width, size, classes, deployment, blocks, reduce_channels)
+                  for width in WIDTHS for size in INPUT_SIZES]
     fitting = [plan for plan in candidates if plan.fits and (max_gmacs is None or plan.macs <= max_gmacs * 1e9)]
     return max(fitting, key=lambda plan: (plan.macs, plan.input_size), default=None)
 
@@ -264,15 +285,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deployment", type=str, default=Deployment.STANDALONE_SDK.value,
                         choices=[d.value for d in Deployment])
     parser.add_argument("--max-gmacs", type=float, default=None, help="search only variants under this compute")
+    parser.add_argument("--blocks", type=int, default=None, help="conv blocks kept (4 = cut at block4_pool); None = all")
+    parser.add_argument("--reduce-channels", type=int, default=0, help="1x1 conv before the pooling (0 = none)")
     args = parser.parse_args(argv)
     deployment = Deployment(args.deployment)
     if args.width is None or args.input_size is None:
-        plan = largest_fitting(args.arch, args.classes, deployment, args.max_gmacs)
+        plan = largest_fitting(args.arch, args.classes, deployment, args.max_gmacs, args.blocks, args.reduce_channels)
         if plan is None:
             print(f"error: no {args.arch} variant fits the {deployment.value} budget", file=sys.stderr)
             return 2
     else:
-        plan = plan_vgg(args.arch, args.width, args.input_size, args.classes, deployment)
+        plan = plan_vgg(args.arch, args.width, args.input_size, args.classes, deployment, args.blocks,
+                        args.reduce_channels)
     print(plan.table())
     print(plan.summary())
     for problem in plan.problems:

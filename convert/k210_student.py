@@ -1,72 +1,222 @@
-"""The K210 variant: a narrowed VGG built from KPU-friendly layers, initialized from the full backbone and
-distilled from the full float VGG + head.
+"""The K210 variant: a narrowed copy of the teacher's VGG, built from KPU-friendly layers, initialized from
+the teacher itself and then distilled from it.
 
-Layers: the in-graph caffe normalization (a fixed 1x1 conv), 3x3 same-padded ReLU convolutions in VGG's
-blocks with a 2x2 max pool closing each block (nncase fuses it into the conv on the KPU), global average
-pooling and one dense layer. Initialization keeps, layer by layer, the output channels of the full
-backbone with the largest L1 norm (over the input channels already kept), so the narrow net starts from
-the backbone's strongest filters instead of from noise.
+Shape: the in-graph caffe normalization (a fixed 1x1 conv), the teacher's VGG conv blocks up to where its
+head reads (block4_pool for the hed weights' block4-conv head), narrowed by the plan's width, with a 2x2 max
+pool closing each block (nncase fuses it into the conv on the KPU); the teacher head's 1x1 convolution if
+it has one; global average pooling and one dense layer.
+
+Initialization (channel pruning with reconstruction, He et al. 2017, "Channel Pruning for Accelerating
+Very Deep Neural Networks"): layer by layer, keep the output channels of the teacher's layer with the
+largest L1 norm over the input channels already kept, then refit the kept filters by ridge least squares
+so that, on a sample of training images, the narrow layer fed with the narrow network's own activations
+reproduces the teacher layer's pre-activations of those channels. The narrow net so starts close to the
+teacher's function instead of from a weaker subset of it; distillation then closes the rest.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from convert.backbone import caffe_preprocess_layer
 from convert.k210_plan import VGG_BLOCKS, Plan, scaled_channels
+from runtime.errors import ToolkitError
 
 LOGITS_LAYER = "logits"
 PROBS_LAYER = "predictions"
+REDUCE_LAYER = "reduce"  # the block4-conv head's 1x1 convolution (convert/head.py)
+NORMALIZE_LAYER = "caffe_preprocess"
+HEAD_LAYER = "head"
 
 
-def student_conv_names(arch: str) -> list[str]:
-    return [f"block{b}_conv{i}" for b, (convs, _) in enumerate(VGG_BLOCKS[arch], start=1) for i in range(1, convs + 1)]
+def student_conv_names(arch: str, blocks: int | None = None) -> list[str]:
+    chosen = VGG_BLOCKS[arch][:blocks]
+    return [f"block{b}_conv{i}" for b, (convs, _) in enumerate(chosen, start=1) for i in range(1, convs + 1)]
 
 
-def build_student(plan: Plan, dropout: float = 0.3, seed: int = 0):
+@dataclass
+class TeacherLayout:
+    """Where the parts of a ``make convert`` float model are: pixels -> normalize -> trunk -> head."""
+
+    arch: str
+    blocks: int  # conv blocks in the trunk (4: cut at block4_pool)
+    reduce_channels: int  # the head's 1x1 conv width; 0 = none
+    trunk: object  # keras.Model: normalized pixels -> feature map
+    head: object  # keras.Model: feature map -> probabilities
+    normalize: object  # the caffe_preprocess layer
+
+
+def teacher_layout(teacher) -> TeacherLayout:
+    """Finds trunk and head in a ``make convert`` float model.
+
+    Raises:
+        ToolkitError: The model is not pixels -> caffe_preprocess -> VGG trunk -> trained head
+            (for example VGG's own ImageNet top, which has no cats/dogs head to distill).
+    """
+    import keras
+
+    names = [layer.name for layer in teacher.layers]
+    nested = [layer for layer in teacher.layers if isinstance(layer, keras.Model)]
+    trunks = [layer for layer in nested if layer.name != HEAD_LAYER]
+    if NORMALIZE_LAYER not in names or HEAD_LAYER not in names or len(trunks) != 1:
+        raise ToolkitError(f"{teacher.name}: not a make convert classifier (pixels -> {NORMALIZE_LAYER} -> VGG -> "
+                           f"{HEAD_LAYER}); make kmodel distills a trained head: rerun make convert with --head gap, "
+                           "flatten-mlp or block4-conv")
+    trunk, head = trunks[0], teacher.get_layer(HEAD_LAYER)
+    convs = [layer.name for layer in trunk.layers if layer.name.startswith("block") and "_conv" in layer.name]
+    per_block: dict[int, int] = {}
+    for name in convs:
+        block = int(name[len("block"):name.index("_")])
+        per_block[block] = per_block.get(block, 0) + 1
+    blocks = max(per_block)
+    arch = next((arch for arch, layout in VGG_BLOCKS.items()
+                 if [convs for convs, _ in layout[:blocks]] == [per_block.get(b, 0) for b in range(1, blocks + 1)]), None)
+    if arch is None:
+        raise ToolkitError(f"{trunk.name}: conv blocks {per_block} are not VGG16's or VGG19's")
+    reduce_channels = head.get_layer(REDUCE_LAYER).filters if REDUCE_LAYER in [l.name for l in head.layers] else 0
+    return TeacherLayout(arch=arch, blocks=blocks, reduce_channels=int(reduce_channels), trunk=trunk, head=head,
+                         normalize=teacher.get_layer(NORMALIZE_LAYER))
+
+
+def build_student(plan: Plan, dropout: float = 0.3, seed: int = 0, any_size: bool = False):
     """The Keras model of a planned variant: RGB pixels 0..255 in, class probabilities out.
 
-    Its layer before the softmax is named ``logits`` (distillation reads it).
+    Its layer before the softmax is named ``logits`` (distillation reads it). With ``any_size`` the input's
+    height and width are left open; the weights are the same either way.
     """
     import keras
 
     keras.utils.set_random_seed(seed)
     size = plan.input_size
-    pixels = keras.Input((size, size, 3), name="image_rgb")
-    x = caffe_preprocess_layer()(pixels)
-    for block, (convs, channels) in enumerate(VGG_BLOCKS[plan.arch], start=1):
+    pixels = keras.Input((None, None, 3) if any_size else (size, size, 3), name="image_rgb")
+    x = caffe_preprocess_layer(NORMALIZE_LAYER)(pixels)
+    for block, (convs, channels) in enumerate(VGG_BLOCKS[plan.arch][:plan.blocks], start=1):
         width = scaled_channels(channels, plan.width)
         for index in range(1, convs + 1):
             x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name=f"block{block}_conv{index}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+    if plan.reduce_channels:
+        x = keras.layers.Conv2D(plan.reduce_channels, 1, activation="relu", name=REDUCE_LAYER)(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
     logits = keras.layers.Dense(plan.classes, name=LOGITS_LAYER)(x)
     probs = keras.layers.Softmax(name=PROBS_LAYER)(logits)
-    return keras.Model(pixels, probs, name=f"{plan.arch}_x{plan.width:g}_{size}")
+    return keras.Model(pixels, probs, name=plan.name.replace(" ", "_").replace("+", "").replace("__", "_"))
 
 
 @dataclass
 class InitReport:
-    """Which share of each layer's L1 weight mass the kept channels carry."""
+    """How well the narrow layers reproduce the teacher's, on the sample images.
 
-    kept_l1_share: dict[str, float]
+    Attributes:
+        kept_l1_share: Share of each teacher layer's L1 weight mass the kept channels carry.
+        relative_error: Per layer, mean squared error of the kept pre-activations over their variance:
+            (with the plain kept weights, after the least-squares refit).
+        head: "copied" (the teacher's dense layer fits as is) or "fitted" (least squares on teacher logits).
+    """
+
+    kept_l1_share: dict[str, float] = field(default_factory=dict)
+    relative_error: dict[str, tuple[float, float]] = field(default_factory=dict)
+    head: str = ""
 
 
-def init_from_backbone(student, backbone_model, arch: str) -> InitReport:
-    """Copies the strongest channels of each backbone conv into the student (same layer names)."""
+def _patches(maps: np.ndarray, n: np.ndarray, y: np.ndarray, x: np.ndarray, kernel: int) -> np.ndarray:
+    """(P, kernel*kernel*C) same-padded patches of ``maps`` (N, H, W, C) centred at the given positions."""
+    if kernel == 1:
+        return maps[n, y, x, :]
+    half = kernel // 2
+    padded = np.pad(maps, ((0, 0), (half, half), (half, half), (0, 0)))
+    offsets = np.arange(kernel)
+    rows = y[:, None, None] + offsets[None, :, None]
+    cols = x[:, None, None] + offsets[None, None, :]
+    return padded[n[:, None, None], rows, cols, :].reshape(len(n), -1)
+
+
+def _ridge(inputs: np.ndarray, targets: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares with a bias column and a ridge scaled to the inputs' energy; returns (weights, bias)."""
+    design = np.concatenate([inputs, np.ones((len(inputs), 1), inputs.dtype)], axis=1).astype(np.float64)
+    gram = design.T @ design
+    penalty = ridge * np.trace(gram) / len(gram)
+    solution = np.linalg.solve(gram + penalty * np.eye(len(gram)), design.T @ targets.astype(np.float64))
+    return solution[:-1].astype(np.float32), solution[-1].astype(np.float32)
+
+
+def _relative_error(predicted: np.ndarray, target: np.ndarray) -> float:
+    return float(np.mean((predicted - target) ** 2) / max(float(np.var(target)), 1e-12))
+
+
+def init_from_teacher(student, layout: TeacherLayout, images_rgb: np.ndarray, teacher_logits: np.ndarray | None = None,
+                      *, reconstruct: bool = True, positions: int = 30_000, ridge: float = 1e-3,
+                      seed: int = 0) -> InitReport:
+    """Initializes ``student`` (from :func:`build_student`) from the teacher's layers; see the module docs.
+
+    Args:
+        student: The narrow model; its conv layer names match the teacher trunk's.
+        layout: The teacher's parts (:func:`teacher_layout`).
+        images_rgb: (N, H, W, 3) uint8 training images the reconstruction is fit on (a few dozen suffice:
+            each gives thousands of positions).
+        teacher_logits: (N, classes) teacher log-probabilities of ``images_rgb``: needed only when the
+            teacher's dense layer does not fit the student's (then the student's is fit to them).
+        reconstruct: False keeps the plain strongest-channel subset (no least squares).
+        positions: Feature-map positions sampled per layer for the least squares.
+        ridge: Ridge penalty relative to the mean input energy.
+        seed: Sampling seed.
+    """
+    import keras
+
+    rng = np.random.default_rng(seed)
+    report = InitReport()
+    pixels = images_rgb.astype(np.float32)
+    normalized = np.asarray(layout.normalize(pixels))
+    names = student_conv_names(layout.arch, layout.blocks)
+    if layout.reduce_channels and REDUCE_LAYER in [layer.name for layer in student.layers]:
+        names.append(REDUCE_LAYER)
+    trunk_out = None
     kept_in = np.arange(3)
-    shares = {}
-    for name in student_conv_names(arch):
-        kernel, bias = backbone_model.get_layer(name).get_weights()
-        layer = student.get_layer(name)
-        out_channels = layer.get_weights()[0].shape[-1]
+    for name in names:
+        if name == REDUCE_LAYER:
+            teacher_layer, kernel_size = layout.head.get_layer(REDUCE_LAYER), 1
+            trunk_out = np.asarray(layout.trunk.predict_on_batch(normalized)) if trunk_out is None else trunk_out
+            teacher_in = trunk_out
+        else:
+            teacher_layer, kernel_size = layout.trunk.get_layer(name), 3
+            teacher_in = normalized if name == names[0] else np.asarray(
+                keras.Model(layout.trunk.input, teacher_layer.input).predict_on_batch(normalized))
+        kernel, bias = teacher_layer.get_weights()
+        student_layer = student.get_layer(name)
+        out_channels = student_layer.get_weights()[0].shape[-1]
         sub = kernel[:, :, kept_in, :]
         strength = np.abs(sub).sum(axis=(0, 1, 2))
         kept_out = np.sort(np.argsort(strength)[::-1][:out_channels])
-        layer.set_weights([sub[:, :, :, kept_out], bias[kept_out]])
-        shares[name] = float(strength[kept_out].sum() / strength.sum())
+        report.kept_l1_share[name] = float(strength[kept_out].sum() / strength.sum())
+        new_kernel, new_bias = sub[..., kept_out], bias[kept_out]
+        if reconstruct:
+            student_in = np.asarray(keras.Model(student.input, student_layer.input).predict_on_batch(pixels))
+            count, height, width, _ = student_in.shape
+            chosen = rng.choice(count * height * width, min(positions, count * height * width), replace=False)
+            n, y, x = chosen // (height * width), (chosen // width) % height, chosen % width
+            target = _patches(teacher_in, n, y, x, kernel_size) @ kernel.reshape(-1, kernel.shape[-1])[:, kept_out]
+            target += bias[kept_out]
+            inputs = _patches(student_in, n, y, x, kernel_size)
+            before = _relative_error(inputs @ new_kernel.reshape(-1, out_channels) + new_bias, target)
+            fitted, new_bias = _ridge(inputs, target, ridge)
+            new_kernel = fitted.reshape(new_kernel.shape)
+            report.relative_error[name] = (before, _relative_error(inputs @ fitted + new_bias, target))
+        student_layer.set_weights([new_kernel, new_bias])
         kept_in = kept_out
-    return InitReport(kept_l1_share=shares)
+    dense = [layer for layer in layout.head.layers if isinstance(layer, keras.layers.Dense)][-1]
+    logits_layer = student.get_layer(LOGITS_LAYER)
+    if [w.shape for w in dense.get_weights()] == [w.shape for w in logits_layer.get_weights()]:
+        # As many features as the teacher's, so all of its channels were kept, in order: its own dense layer.
+        logits_layer.set_weights(dense.get_weights())
+        report.head = "copied"
+    else:
+        if teacher_logits is None:
+            raise ValueError("the teacher's dense layer does not fit the student's: pass teacher_logits")
+        pooled = np.asarray(keras.Model(student.input, student.get_layer("gap").output).predict_on_batch(pixels))
+        centered = teacher_logits - teacher_logits.mean(axis=1, keepdims=True)  # softmax ignores a per-row shift
+        logits_layer.set_weights(list(_ridge(pooled, centered, ridge)))
+        report.head = "fitted"
+    return report

@@ -83,3 +83,19 @@ def test_cli_exit_codes(capsys):
     assert main(["--width", "1.0", "--input-size", "224"]) == 2
     out = capsys.readouterr().out
     assert "does NOT fit" in out and "block1_conv1" in out
+
+
+def test_a_classifier_cut_at_block4_with_a_1x1_head():
+    """The hed weights' block4-conv classifier: blocks 1-4, then a 1x1 conv of 128 (not narrowed)."""
+    full = plan_vgg("vgg16", 0.25, 224)
+    cut = plan_vgg("vgg16", 0.25, 224, blocks=4, reduce_channels=128)
+    names = [layer.name for layer in cut.layers]
+    assert names[-4:] == ["block4_conv3", "reduce", "gap", "predictions"] and "block5_conv1" not in names
+    reduce = cut.layers[names.index("reduce")]
+    assert reduce.kind == "conv1x1" and reduce.in_shape == (14, 14, 64 * 2) and reduce.out_shape == (14, 14, 128)
+    assert reduce.weight_bytes == 128 * 128 + 8 * 128
+    assert cut.params == full.params - 3 * (3 * 3 * 128 * 128) + 128 * 128  # weights (biases are per-channel bytes)
+    assert cut.name == "vgg16 blocks 1-4 + 1x1 conv 128 x0.25 at 224" and cut.fits
+    with pytest.raises(ValueError, match="blocks 1-5, not 6"):
+        plan_vgg("vgg16", 0.25, 224, blocks=6)
+    assert largest_fitting("vgg16", max_gmacs=1.0, blocks=4, reduce_channels=128).name == cut.name

@@ -1,9 +1,10 @@
 """The K210 variant of the real VGG16 through nncase: compile it, simulate 200 shared test images, and
 require the kmodel to agree with its float variant.
 
-The variant is the planner's default (VGG16 x0.25 at 224), initialized from the hed backbone's strongest
-channels, with its dense layer fit on 400 training images (a quick stand-in for `make kmodel`'s
-distillation: this test is about nncase's fidelity, not the student's accuracy).
+The variant is the planner's default for the hed weights' block4-conv classifier (VGG16 blocks 1-4 + a 1x1
+conv, x0.25 at 224), initialized from the hed backbone (strongest channels, least-squares refit) with its
+dense layer fit on 400 training images (a quick stand-in for `make kmodel`'s distillation: this test is
+about nncase's fidelity, not the student's accuracy).
 """
 
 from __future__ import annotations
@@ -42,19 +43,19 @@ def test_k210_variant_compiles_and_the_simulator_agrees_with_float(toolchain, sh
     import keras
 
     from convert.backbone import build_backbone
-    from convert.config import Arch
+    from convert.config import Arch, HeadKind
     from convert.data import decode_split, limit_per_class, scan_dataset
     from convert.drift import compare
     from convert.export import ExportContext, Target, export
-    from convert.head import predict_batched
+    from convert.head import BLOCK4_HEAD_WIDTH, assemble, build_head, predict_batched
     from convert.k210 import simulate_parallel
     from convert.k210_plan import largest_fitting
-    from convert.k210_student import LOGITS_LAYER, build_student, init_from_backbone
+    from convert.k210_student import LOGITS_LAYER, build_student, init_from_teacher, teacher_layout
     from runtime.interpreter import TFLiteModel
     from runtime.preprocess import InputSpec
     from tests.tiny_models import fit_logistic
 
-    plan = largest_fitting("vgg16", max_gmacs=1.0)
+    plan = largest_fitting("vgg16", max_gmacs=1.0, blocks=4, reduce_channels=BLOCK4_HEAD_WIDTH)
     assert plan.fits and plan.input_size == 224
     dataset = scan_dataset(shared_data)
     spec = InputSpec(plan.input_size, plan.input_size)
@@ -62,8 +63,11 @@ def test_k210_variant_compiles_and_the_simulator_agrees_with_float(toolchain, sh
     train_labels = train_split.labels
     test_split, test_rgb = decode_split(limit_per_class(dataset.test, TEST_PER_CLASS, 0), spec, "decode test")
 
+    backbone = build_backbone(Arch.VGG16, "hed", 224)
+    head = build_head(HeadKind.BLOCK4_CONV, (14, 14, 512), plan.classes, 0.3, 0.0, 0)
+    teacher = assemble(backbone, head, 224, "block4_pool")
     student = build_student(plan)
-    init_from_backbone(student, build_backbone(Arch.VGG16, "hed", 224).model, "vgg16")
+    init_from_teacher(student, teacher_layout(teacher), train_rgb[::len(train_rgb) // 16][:16])
     pooled = predict_batched(keras.Model(student.input, student.get_layer("gap").output), train_rgb.astype(np.float32))
     weights, bias = fit_logistic(pooled.astype(np.float64), train_labels, plan.classes)
     student.get_layer(LOGITS_LAYER).set_weights([weights.astype(np.float32), bias.astype(np.float32)])
@@ -88,3 +92,37 @@ def test_k210_variant_compiles_and_the_simulator_agrees_with_float(toolchain, sh
     assert result["accuracy_reference"] > 0.5 and float_scores[:, 0].std() > 0.02
     assert result["top1_agreement"] >= MIN_AGREEMENT
     assert result["max_abs_prob_diff"] <= MAX_PROB_DIFF
+
+
+def test_make_kmodel_end_to_end_on_a_small_run(toolchain, shared_data, tmp_path, capsys):
+    """`python -m convert.k210` on a small `make convert` output: every step and artifact, not the accuracy."""
+    import json
+
+    from convert.__main__ import main as convert_main
+    from convert.k210 import KMODEL_FILE, LABELS_HEADER, REPORT_JSON, REPORT_MD, main as kmodel_main
+
+    out = tmp_path / "out"
+    assert convert_main(["--data", str(shared_data), "--input-size", "64", "--max-train", "30", "--max-test", "10",
+                         "--calib", "10", "--epochs", "2", "--float-tflite-eval", "4", "--debug-images", "2",
+                         "--min-agreement", "0", "--weights", "hed", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert kmodel_main(["--artifacts", str(out), "--width", "0.25", "--input-size", "64", "--epochs", "1",
+                        "--max-train", "30", "--max-test", "10", "--sim-images", "6",
+                        "--toolchain", str(toolchain)]) == 0
+    printed = capsys.readouterr().out
+    assert "# K210 kmodel report" in printed and "blocks 1-4 + 1x1 conv 128 x0.25 at 64" in printed
+    report = json.loads((out / REPORT_JSON).read_text())
+    assert report["plan"]["blocks"] == 4 and report["plan"]["reduce_channels"] == 128
+    assert report["init"]["dense"] == "copied"  # the student keeps the teacher head's 128 channels
+    assert all(e["refit"] <= e["kept_channels"] + 1e-4 for e in report["init"]["relative_error"].values())
+    assert [h["epoch"] for h in report["distillation"]["history"]] == [1]
+    results = report["results"]
+    assert results["test_images"] == 20 and results["simulated_images"] == 6
+    assert results["meets_accuracy_goal"] is False  # 6 of 20 simulated: never claimed on a subset
+    assert 0.0 <= results["top1_agreement_kmodel_vs_float"] <= 1.0
+    assert (out / KMODEL_FILE).read_bytes()[:8] == b"LDMK\x05\x00\x00\x00" and (out / REPORT_MD).is_file()  # V5
+    assert "#define K210_INPUT_W 64" in (out / LABELS_HEADER).read_text()
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["k210"]["input"] == {"dtype": "uint8", "layout": "NCHW", "shape": [1, 3, 64, 64],
+                                         "color_order": "RGB", "pixel_range": [0, 255], "resize": "squash"}
+    assert metadata["artifacts"][KMODEL_FILE]["bytes"] == (out / KMODEL_FILE).stat().st_size

@@ -1,5 +1,6 @@
-"""The K210 variant: KPU-friendly layers matching the plan, strongest-channel initialization, refusal of a
-variant that cannot fit before any compile."""
+"""The K210 variant: a narrowed copy of the teacher from KPU-friendly layers, its initialization from the
+teacher (strongest channels, least-squares refit), distillation, refusal of a variant that cannot fit before
+any compile."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import json
 import numpy as np
 import pytest
 
+from convert.config import HeadKind
 from convert.k210 import KmodelOptions, choose_plan, main as kmodel_main
 from convert.k210_plan import VGG_BLOCKS, plan_vgg
-from convert.k210_student import build_student, init_from_backbone, student_conv_names
+from convert.k210_student import build_student, init_from_teacher, student_conv_names, teacher_layout
 from runtime.errors import ToolkitError
 
 
@@ -29,31 +31,138 @@ def test_student_layers_follow_the_plan_and_the_kpu_rules():
     assert sum(int(np.prod(w.shape)) for w in student.weights) == pytest.approx(plan.params, rel=0.01)
 
 
-def test_init_keeps_the_strongest_channels_of_the_backbone():
+def _teacher(head_kind: HeadKind, size: int = 32, seed: int = 0):
+    """A make-convert-shaped classifier with random weights: pixels -> caffe -> VGG16 trunk -> head."""
     import keras
 
-    full = build_student(plan_vgg("vgg16", 1.0, 32))  # stands in for the full backbone: same layer names
-    rng = np.random.default_rng(0)
-    for name in student_conv_names("vgg16"):
-        layer = full.get_layer(name)
-        kernel, bias = layer.get_weights()
-        layer.set_weights([rng.normal(size=kernel.shape).astype(np.float32), rng.normal(size=bias.shape).astype(np.float32)])
-    narrow = build_student(plan_vgg("vgg16", 0.25, 32))
-    report = init_from_backbone(narrow, full, "vgg16")
+    from convert.backbone import Backbone
+    from convert.config import Arch
+    from convert.head import assemble, build_head, head_input
 
-    kernel, bias = full.get_layer("block1_conv1").get_weights()
+    keras.utils.set_random_seed(seed)
+    vgg = keras.applications.VGG16(weights=None, include_top=False, input_shape=(size, size, 3))
+    rng = np.random.default_rng(seed)
+    for layer in vgg.layers:  # He-scaled random filters with varied strength, so that channel choice matters
+        if layer.get_weights():
+            kernel, bias = layer.get_weights()
+            scale = np.sqrt(2.0 / np.prod(kernel.shape[:3])) * rng.uniform(0.2, 1.8, kernel.shape[-1])
+            layer.set_weights([(rng.normal(size=kernel.shape) * scale).astype(np.float32),
+                               rng.normal(0, 0.1, bias.shape).astype(np.float32)])
+    cut = head_input(head_kind)
+    shape = tuple(int(d) for d in vgg.get_layer(cut).output.shape[1:])
+    head = build_head(head_kind, shape, 2, 0.3, 0.0, seed)
+    teacher = assemble(Backbone(vgg, Arch.VGG16, "random"), head, size, cut)
+    # Scale and centre the dense layer so that the logits spread over a few units around 0 instead of
+    # saturating the softmax.
+    dense = head.get_layer("predictions")
+    pixels = rng.integers(0, 256, (16, size, size, 3)).astype(np.float32)
+    trunk_out = teacher.layers[2](teacher.get_layer("caffe_preprocess")(pixels))
+    features = np.asarray(keras.Model(head.input, dense.input)(trunk_out))
+    kernel, bias = dense.get_weights()
+    margin = features @ (kernel[:, 1] - kernel[:, 0])
+    scale = 2.0 / max(float(margin.std()), 1e-6)
+    dense.set_weights([kernel * scale, np.array([0.0, -scale * float(margin.mean())], np.float32)])
+    return teacher
+
+
+@pytest.mark.parametrize("head_kind", [HeadKind.BLOCK4_CONV, HeadKind.GAP])
+def test_teacher_layout_and_the_mirrored_student(head_kind):
+    from convert.k210 import StudentShape, student_shape
+
+    teacher = _teacher(head_kind)
+    layout = teacher_layout(teacher)
+    shape = student_shape({"arch": "vgg16", "head": head_kind.value})
+    assert (layout.arch, layout.blocks, layout.reduce_channels) == (shape.arch, shape.blocks or 5, shape.reduce_channels)
+    assert shape == (StudentShape("vgg16", 4, 128) if head_kind is HeadKind.BLOCK4_CONV else StudentShape("vgg16"))
+    plan = plan_vgg("vgg16", 0.25, 32, 2, blocks=shape.blocks, reduce_channels=shape.reduce_channels)
+    student = build_student(plan)
+    convs = [layer.name for layer in student.layers if layer.name.startswith("block") and "conv" in layer.name]
+    assert convs == student_conv_names("vgg16", layout.blocks)
+    assert ("reduce" in [layer.name for layer in student.layers]) == (head_kind is HeadKind.BLOCK4_CONV)
+    assert sum(int(np.prod(w.shape)) for w in student.weights) == pytest.approx(plan.params, rel=0.01)
+
+
+def test_a_model_without_a_trained_head_is_refused():
+    from convert.k210 import student_shape
+
+    with pytest.raises(ToolkitError, match="no cats/dogs head to distill"):
+        student_shape({"arch": "vgg16", "head": "imagenet"})
+    import keras
+
+    plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3, name="block1_conv1")])
+    with pytest.raises(ToolkitError, match="not a make convert classifier"):
+        teacher_layout(plain)
+
+
+def test_init_keeps_the_strongest_channels_of_the_teacher():
+    teacher = _teacher(HeadKind.BLOCK4_CONV)
+    layout = teacher_layout(teacher)
+    narrow = build_student(plan_vgg("vgg16", 0.25, 32, 2, blocks=4, reduce_channels=128))
+    images = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 3)).astype(np.uint8)
+    report = init_from_teacher(narrow, layout, images, reconstruct=False)
+
+    kernel, bias = layout.trunk.get_layer("block1_conv1").get_weights()
     strongest = np.sort(np.argsort(np.abs(kernel).sum(axis=(0, 1, 2)))[::-1][:16])
     got_kernel, got_bias = narrow.get_layer("block1_conv1").get_weights()
     np.testing.assert_array_equal(got_kernel, kernel[..., strongest])
     np.testing.assert_array_equal(got_bias, bias[strongest])
-    # the next layer reads exactly those channels
-    kernel2, _ = full.get_layer("block1_conv2").get_weights()
+    kernel2, _ = layout.trunk.get_layer("block1_conv2").get_weights()
     got2, _ = narrow.get_layer("block1_conv2").get_weights()
-    assert got2.shape == (3, 3, 16, 16)
+    assert got2.shape == (3, 3, 16, 16)  # the next layer reads exactly those channels
     assert all(np.any(np.all(np.isclose(kernel2[:, :, strongest, :], got2[..., [j]]), axis=(0, 1, 2)))
                for j in range(16))
-    assert all(0.25 < share < 1.0 for share in report.kept_l1_share.values())
-    assert keras  # imported for the models above
+    shares = dict(report.kept_l1_share)
+    assert shares.pop("reduce") == pytest.approx(1.0)  # not narrowed: all its channels kept
+    assert all(0.25 < share < 1.0 for share in shares.values())
+    assert report.head == "copied"  # the reduce conv keeps all 128 channels: the teacher's dense fits as is
+
+
+def test_reconstruction_brings_the_narrow_net_closer_to_the_teacher():
+    teacher = _teacher(HeadKind.BLOCK4_CONV)
+    layout = teacher_layout(teacher)
+    images = np.random.default_rng(2).integers(0, 256, (8, 32, 32, 3)).astype(np.uint8)
+    plan = plan_vgg("vgg16", 0.25, 32, 2, blocks=4, reduce_channels=128)
+    plain, refit = build_student(plan), build_student(plan)
+    init_from_teacher(plain, layout, images, reconstruct=False)
+    report = init_from_teacher(refit, layout, images)
+    assert set(report.relative_error) == set(student_conv_names("vgg16", 4)) | {"reduce"}
+    for name, (before, after) in report.relative_error.items():
+        # least squares lowers the error it minimizes (the first layer reads the same pixels: exact either way)
+        assert after < before if name != "block1_conv1" else after < 1e-4, name
+    # ... and on images it was not fit on, the refit net's logits are nearer the teacher's
+    unseen = np.random.default_rng(3).integers(0, 256, (8, 32, 32, 3)).astype(np.float32)
+    def margin(model):
+        probs = np.clip(np.asarray(model.predict_on_batch(unseen)), 1e-7, 1.0)
+        return np.log(probs[:, 1]) - np.log(probs[:, 0])
+
+    errors = [np.mean((margin(model) - margin(teacher)) ** 2) for model in (plain, refit)]
+    assert errors[1] < errors[0]
+
+
+def test_full_width_student_reproduces_the_teacher():
+    teacher = _teacher(HeadKind.GAP)
+    layout = teacher_layout(teacher)
+    images = np.random.default_rng(4).integers(0, 256, (6, 32, 32, 3)).astype(np.uint8)
+    student = build_student(plan_vgg("vgg16", 1.0, 32, 2))
+    report = init_from_teacher(student, layout, images, reconstruct=False)
+    assert report.head == "copied"
+    np.testing.assert_allclose(student.predict_on_batch(images.astype(np.float32)),
+                               teacher.predict_on_batch(images.astype(np.float32)), atol=1e-5)
+
+
+def test_a_narrow_gap_head_is_fit_to_the_teacher_logits():
+    teacher = _teacher(HeadKind.GAP)
+    layout = teacher_layout(teacher)
+    images = np.random.default_rng(5).integers(0, 256, (12, 32, 32, 3)).astype(np.uint8)
+    logits = np.log(np.clip(np.asarray(teacher.predict_on_batch(images.astype(np.float32))), 1e-7, 1.0))
+    student = build_student(plan_vgg("vgg16", 0.25, 32, 2))
+    with pytest.raises(ValueError, match="pass teacher_logits"):
+        init_from_teacher(student, layout, images)
+    report = init_from_teacher(student, layout, images, logits)
+    assert report.head == "fitted"
+    got = np.log(np.clip(np.asarray(student.predict_on_batch(images.astype(np.float32))), 1e-7, 1.0))
+    margin = lambda x: x[:, 1] - x[:, 0]  # noqa: E731
+    assert np.corrcoef(margin(got), margin(logits))[0, 1] > 0.5
 
 
 def _fake_artifacts(tmp_path):
@@ -87,8 +196,7 @@ def test_missing_teacher_says_run_make_convert(tmp_path, capsys):
     assert "run `make convert` first" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("hint_weight", [0.0, 1.0])
-def test_distill_trains_the_student_and_leaves_no_extra_layer(hint_weight):
+def test_distill_trains_the_student():
     from convert.k210 import distill
 
     plan = plan_vgg("vgg16", 0.125, 32)
@@ -98,11 +206,8 @@ def test_distill_trains_the_student_and_leaves_no_extra_layer(hint_weight):
     images = rng.integers(0, 256, (16, 32, 32, 3)).astype(np.uint8)
     labels = np.arange(16) % 2
     teacher_logits = np.where(np.eye(2)[labels] > 0, 2.0, -2.0).astype(np.float32)
-    features = rng.normal(size=(16, 2, 2, 512)).astype(np.float16)  # block4_pool of a 512-channel teacher at 32
-    options = KmodelOptions(artifacts=None, epochs=2, batch_size=8, hint_weight=hint_weight)
-    history = distill(student, images, teacher_logits, labels, images[:4], labels[:4], options,
-                      features if hint_weight else None)
+    options = KmodelOptions(artifacts=None, epochs=2, batch_size=8)
+    history = distill(student, images, teacher_logits, labels, images[:4], labels[:4], options)
     assert [entry["epoch"] for entry in history] == [1, 2]
     assert all(np.isfinite(entry["loss"]) for entry in history)
     assert any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights()))
-    assert "hint_regressor" not in [layer.name for layer in student.layers]
