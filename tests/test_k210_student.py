@@ -196,18 +196,22 @@ def test_missing_teacher_says_run_make_convert(tmp_path, capsys):
     assert "run `make convert` first" in capsys.readouterr().err
 
 
-def test_distill_trains_the_student():
+@pytest.mark.parametrize("map_weight", [0.0, 1.0])
+def test_distill_trains_the_student(map_weight):
     from convert.k210 import distill
 
-    plan = plan_vgg("vgg16", 0.125, 32)
+    plan = plan_vgg("vgg16", 0.125, 32, 2, blocks=4, reduce_channels=128)
     student = build_student(plan)
     before = [w.copy() for w in student.get_weights()]
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (16, 32, 32, 3)).astype(np.uint8)
     labels = np.arange(16) % 2
     teacher_logits = np.where(np.eye(2)[labels] > 0, 2.0, -2.0).astype(np.float32)
-    options = KmodelOptions(artifacts=None, epochs=2, batch_size=8)
-    history = distill(student, images, teacher_logits, labels, images[:4], labels[:4], options)
-    assert [entry["epoch"] for entry in history] == [1, 2]
-    assert all(np.isfinite(entry["loss"]) for entry in history)
+    maps = np.abs(rng.normal(size=(16, 2, 2, 128))).astype(np.float16)  # the teacher head's 1x1-conv maps at 32
+    options = KmodelOptions(artifacts=None, epochs=2, batch_size=8, map_weight=map_weight)
+    history = distill(student, images, teacher_logits, labels, images[:4], labels[:4], options,
+                      maps if map_weight else None)
+    assert [entry["epoch"] for entry in history] == [0, 1, 2]
+    assert history[0]["loss"] is None and all(np.isfinite(entry["loss"]) for entry in history[1:])
     assert any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights()))
+    assert "map_scale" not in [layer.name for layer in student.layers]  # the training-only layer stays out
