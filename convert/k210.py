@@ -94,7 +94,7 @@ class KmodelOptions:
     learning_rate: float = 1.5e-4
     batch_size: int = 32
     reconstruct: bool = True
-    map_weight: float = 0.0
+    map_weight: float = 1.0
     sim_images: int | None = None
     max_train: int | None = None
     max_test: int | None = None
