@@ -168,6 +168,7 @@ def init_from_teacher(student, layout: TeacherLayout, images_rgb: np.ndarray, te
 
     rng = np.random.default_rng(seed)
     report = InitReport()
+    # Sub-models are called eagerly: one call each, so compiling a predict function would only cost time.
     pixels = images_rgb.astype(np.float32)
     normalized = np.asarray(layout.normalize(pixels))
     names = student_conv_names(layout.arch, layout.blocks)
@@ -178,12 +179,12 @@ def init_from_teacher(student, layout: TeacherLayout, images_rgb: np.ndarray, te
     for name in names:
         if name == REDUCE_LAYER:
             teacher_layer, kernel_size = layout.head.get_layer(REDUCE_LAYER), 1
-            trunk_out = np.asarray(layout.trunk.predict_on_batch(normalized)) if trunk_out is None else trunk_out
+            trunk_out = np.asarray(layout.trunk(normalized, training=False)) if trunk_out is None else trunk_out
             teacher_in = trunk_out
         else:
             teacher_layer, kernel_size = layout.trunk.get_layer(name), 3
             teacher_in = normalized if name == names[0] else np.asarray(
-                keras.Model(layout.trunk.input, teacher_layer.input).predict_on_batch(normalized))
+                keras.Model(layout.trunk.input, teacher_layer.input)(normalized, training=False))
         kernel, bias = teacher_layer.get_weights()
         student_layer = student.get_layer(name)
         out_channels = student_layer.get_weights()[0].shape[-1]
@@ -193,7 +194,7 @@ def init_from_teacher(student, layout: TeacherLayout, images_rgb: np.ndarray, te
         report.kept_l1_share[name] = float(strength[kept_out].sum() / strength.sum())
         new_kernel, new_bias = sub[..., kept_out], bias[kept_out]
         if reconstruct:
-            student_in = np.asarray(keras.Model(student.input, student_layer.input).predict_on_batch(pixels))
+            student_in = np.asarray(keras.Model(student.input, student_layer.input)(pixels, training=False))
             count, height, width, _ = student_in.shape
             chosen = rng.choice(count * height * width, min(positions, count * height * width), replace=False)
             n, y, x = chosen // (height * width), (chosen // width) % height, chosen % width
@@ -215,7 +216,7 @@ def init_from_teacher(student, layout: TeacherLayout, images_rgb: np.ndarray, te
     else:
         if teacher_logits is None:
             raise ValueError("the teacher's dense layer does not fit the student's: pass teacher_logits")
-        pooled = np.asarray(keras.Model(student.input, student.get_layer("gap").output).predict_on_batch(pixels))
+        pooled = np.asarray(keras.Model(student.input, student.get_layer("gap").output)(pixels, training=False))
         centered = teacher_logits - teacher_logits.mean(axis=1, keepdims=True)  # softmax ignores a per-row shift
         logits_layer.set_weights(list(_ridge(pooled, centered, ridge)))
         report.head = "fitted"
