@@ -147,6 +147,35 @@ def _relative_error(predicted: np.ndarray, target: np.ndarray) -> float:
     return float(np.mean((predicted - target) ** 2) / max(float(np.var(target)), 1e-12))
 
 
+class _Walk:
+    """Runs a chain of layers forward on numpy arrays, stopping before or after a named layer."""
+
+    def __init__(self, layers, inputs: np.ndarray):
+        import keras
+
+        self.layers = [layer for layer in layers if not isinstance(layer, keras.layers.InputLayer)]
+        self.position, self.value = 0, inputs
+
+    def _step(self) -> None:
+        self.value = np.asarray(self.layers[self.position](self.value, training=False))
+        self.position += 1
+
+    def input_of(self, name: str) -> np.ndarray:
+        while self.layers[self.position].name != name:
+            self._step()
+        return self.value
+
+    def output_of(self, name: str) -> np.ndarray:
+        self.input_of(name)
+        self._step()
+        return self.value
+
+    def to_end(self) -> np.ndarray:
+        while self.position < len(self.layers):
+            self._step()
+        return self.value
+
+
 def init_from_teacher(student, layout: TeacherLayout, images_rgb: np.ndarray, teacher_logits: np.ndarray | None = None,
                       *, reconstruct: bool = True, positions: int = 30_000, ridge: float = 1e-3,
                       seed: int = 0) -> InitReport:
@@ -168,23 +197,23 @@ def init_from_teacher(student, layout: TeacherLayout, images_rgb: np.ndarray, te
 
     rng = np.random.default_rng(seed)
     report = InitReport()
-    # Sub-models are called eagerly: one call each, so compiling a predict function would only cost time.
     pixels = images_rgb.astype(np.float32)
-    normalized = np.asarray(layout.normalize(pixels))
+    # Both nets are walked forward once, layer by layer (one eager call per layer, no predict function to
+    # trace): each conv's input is the previous one's output, after any pooling between them. The student's
+    # layer is applied only after its weights are set, so the next one sees the refit activations.
+    teacher_walk = _Walk(layout.trunk.layers, np.asarray(layout.normalize(pixels)))
+    student_walk = _Walk(student.layers, pixels)
     names = student_conv_names(layout.arch, layout.blocks)
     if layout.reduce_channels and REDUCE_LAYER in [layer.name for layer in student.layers]:
         names.append(REDUCE_LAYER)
-    trunk_out = None
     kept_in = np.arange(3)
     for name in names:
         if name == REDUCE_LAYER:
             teacher_layer, kernel_size = layout.head.get_layer(REDUCE_LAYER), 1
-            trunk_out = np.asarray(layout.trunk(normalized, training=False)) if trunk_out is None else trunk_out
-            teacher_in = trunk_out
+            teacher_in = teacher_walk.to_end()
         else:
             teacher_layer, kernel_size = layout.trunk.get_layer(name), 3
-            teacher_in = normalized if name == names[0] else np.asarray(
-                keras.Model(layout.trunk.input, teacher_layer.input)(normalized, training=False))
+            teacher_in = teacher_walk.input_of(name)
         kernel, bias = teacher_layer.get_weights()
         student_layer = student.get_layer(name)
         out_channels = student_layer.get_weights()[0].shape[-1]
@@ -194,7 +223,7 @@ def init_from_teacher(student, layout: TeacherLayout, images_rgb: np.ndarray, te
         report.kept_l1_share[name] = float(strength[kept_out].sum() / strength.sum())
         new_kernel, new_bias = sub[..., kept_out], bias[kept_out]
         if reconstruct:
-            student_in = np.asarray(keras.Model(student.input, student_layer.input)(pixels, training=False))
+            student_in = student_walk.input_of(name)
             count, height, width, _ = student_in.shape
             chosen = rng.choice(count * height * width, min(positions, count * height * width), replace=False)
             n, y, x = chosen // (height * width), (chosen // width) % height, chosen % width
@@ -216,7 +245,7 @@ def init_from_teacher(student, layout: TeacherLayout, images_rgb: np.ndarray, te
     else:
         if teacher_logits is None:
             raise ValueError("the teacher's dense layer does not fit the student's: pass teacher_logits")
-        pooled = np.asarray(keras.Model(student.input, student.get_layer("gap").output)(pixels, training=False))
+        pooled = student_walk.output_of("gap")
         centered = teacher_logits - teacher_logits.mean(axis=1, keepdims=True)  # softmax ignores a per-row shift
         logits_layer.set_weights(list(_ridge(pooled, centered, ridge)))
         report.head = "fitted"
