@@ -72,8 +72,15 @@ class KmodelOptions:
         learning_rate: Adam's starting learning rate (low: the reconstruction init is already close).
         batch_size: Training batch size.
         reconstruct: Refit each narrowed layer by least squares to the teacher's (False: plain strongest channels).
+        precision: Distillation arithmetic: "bfloat16" (Keras mixed_bfloat16: bf16 convolutions, float32
+            weights), "float32", or "auto" = bfloat16 where the CPU has bf16 instructions (avx512_bf16 or
+            amx_bf16), else float32. The initialization, export and all measurements are float32.
+        calibrate_method: nncase's activation-range method for the uint8 PTQ: "l2" (the clipping range that
+            minimizes the squared error of each histogram; a second calibration pass), "no_clip" (min/max),
+            "kld_m0", "kld_m1", "kld_m2", "cdf".
         map_weight: Weight of the loss pulling the student's 1x1-conv maps to the teacher's (0 = logits only;
-            used when the student has the teacher head's 1x1 conv and the teacher's input size).
+            used when the student has the teacher head's 1x1 conv; at another input size than the teacher's,
+            the teacher's maps are area-resized to the student's grid).
         sim_images: Test images run through the simulator; None = all.
         max_train: Training images per class (None = all): for quick runs and tests.
         max_test: Test images per class (None = all).
@@ -94,6 +101,8 @@ class KmodelOptions:
     learning_rate: float = 1.5e-4
     batch_size: int = 32
     reconstruct: bool = True
+    precision: str = "auto"
+    calibrate_method: str = "l2"
     map_weight: float = 1.0
     sim_images: int | None = None
     max_train: int | None = None
@@ -221,7 +230,8 @@ def distill(student, train_rgb: np.ndarray, teacher_logits: np.ndarray, labels: 
     With ``teacher_maps`` (the teacher head's 1x1-conv feature maps of ``train_rgb``, see
     :func:`teacher_outputs`) and ``options.map_weight`` > 0, the student's own ``reduce`` maps are also
     pulled towards them (mean squared error, both divided by the teacher maps' RMS): the same layer in both
-    nets, so no adapter is needed, and each image then teaches 14x14x128 numbers instead of one margin.
+    nets, so no adapter is needed, and each image then teaches 14x14x128 numbers (at 224) instead of one
+    margin. The maps must be on the student's grid (:func:`resize_maps`).
     Adam with a cosine decay from ``options.learning_rate`` to 0; the last epoch's weights are kept. The
     held-out accuracy is measured as initialized and after each epoch, for the report. Returns that history
     (epoch 0 = as initialized).
@@ -239,7 +249,8 @@ def distill(student, train_rgb: np.ndarray, teacher_logits: np.ndarray, labels: 
     outputs = [student.get_layer(LOGITS_LAYER).output]
     if use_maps:
         rms = float(np.sqrt(np.mean(np.square(teacher_maps[:64].astype(np.float32))))) or 1.0
-        outputs.append(keras.layers.Rescaling(1.0 / rms, name="map_scale")(student.get_layer(REDUCE_LAYER).output))
+        outputs.append(keras.layers.Rescaling(1.0 / rms, name="map_scale", dtype="float32")(
+            student.get_layer(REDUCE_LAYER).output))
         teacher_maps = (teacher_maps.astype(np.float32) / rms).astype(np.float16)
     trainer = keras.Model(student.input, outputs)
 
@@ -336,25 +347,73 @@ def load_teacher(path: Path, plan: Plan):
 
 def train_student(plan: Plan, layout, inputs: Inputs, teacher_logits: np.ndarray, teacher_maps: np.ndarray | None,
                   options: KmodelOptions):
-    """Builds the variant, initializes it from the teacher and distills it; returns (student, init, history)."""
+    """Builds the variant, initializes it from the teacher and distills it; returns (student, init, history).
+
+    The student is built for any input size: its layers are fit to the teacher's at the teacher's input size
+    (the same pixels give both nets the same positions), then it is distilled at its own size.
+    """
     from convert.k210_student import build_student, init_from_teacher
 
-    student = build_student(plan, seed=options.seed)
+    student = build_student(plan, seed=options.seed, any_size=True)  # float32: the refit needs the precision
     rng = np.random.default_rng(options.seed)
     sample = np.sort(rng.choice(inputs.fit_index, min(INIT_IMAGES, len(inputs.fit_index)), replace=False))
-    init = init_from_teacher(student, layout, inputs.train_rgb[sample], teacher_logits[sample],
+    init = init_from_teacher(student, layout, inputs.teacher_rgb[sample], teacher_logits[sample],
                              reconstruct=options.reconstruct, seed=options.seed)
+    inputs.teacher_rgb = inputs.train_rgb  # free the teacher-size copy
     for name, (before, after) in init.relative_error.items():
         log.info("init %s: relative error %.3f (kept channels) -> %.3f (refit)", name, before, after)
     fit, held = inputs.fit_index, inputs.held_out
-    history = distill(student, inputs.train_rgb[fit], teacher_logits[fit], inputs.train_labels[fit],
+    dtype = training_dtype(options.precision)
+    trainee = student
+    if dtype != "float32":
+        trainee = build_student(plan, seed=options.seed, any_size=True, dtype=dtype)
+        trainee.set_weights(student.get_weights())
+    log.info("distillation in %s", dtype)
+    history = distill(trainee, inputs.train_rgb[fit], teacher_logits[fit], inputs.train_labels[fit],
                       inputs.train_rgb[held], inputs.train_labels[held], options,
                       None if teacher_maps is None else teacher_maps[fit])
+    student.set_weights(trainee.get_weights())
     return student, init, history
 
 
+CALIBRATE_METHODS = ("l2", "no_clip", "kld_m0", "kld_m1", "kld_m2", "cdf")  # nncase 1.x PTQTensorOptions
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def training_dtype(precision: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The Keras dtype policy the distillation runs in (see :attr:`KmodelOptions.precision`)."""
+    if precision == "float32":
+        return "float32"
+    if precision == "bfloat16":
+        return "mixed_bfloat16"
+    try:
+        flags = set(cpuinfo.read_text(errors="replace").split())
+    except OSError:
+        flags = set()
+    return "mixed_bfloat16" if flags & set(BF16_CPU_FLAGS) else "float32"
+
+
+def fixed_size(student, plan: Plan):
+    """The trained any-size student as a model of the plan's fixed input (what TFLite and nncase need)."""
+    from convert.k210_student import build_student
+
+    fixed = build_student(plan)
+    fixed.set_weights(student.get_weights())
+    return fixed
+
+
+def resize_maps(maps: np.ndarray, side: int) -> np.ndarray:
+    """Teacher feature maps (N, H, W, C) averaged onto the student's ``side`` x ``side`` grid (area resize)."""
+    import tensorflow as tf
+
+    if maps.shape[1:3] == (side, side):
+        return maps
+    return np.concatenate([np.asarray(tf.image.resize(maps[i:i + 256].astype(np.float32), (side, side), method="area"),
+                                      np.float16) for i in range(0, len(maps), 256)])
+
+
 def export_and_compile(student, artifacts: Path, calibration: np.ndarray, kmodel_input: KmodelInput,
-                       toolchain: Path) -> tuple[Path, Path, dict]:
+                       toolchain: Path, calibrate_method: str = "l2") -> tuple[Path, Path, dict]:
     """Float Keras + TFLite of the variant into ``artifacts``, then nncase; returns (float TFLite, kmodel, details)."""
     from convert.export import ExportContext, Target, export
 
@@ -365,7 +424,7 @@ def export_and_compile(student, artifacts: Path, calibration: np.ndarray, kmodel
         os.replace(written[Target.TFLITE_FLOAT], float_tflite)
         os.replace(written[Target.KERAS], artifacts / K210_FLOAT_KERAS_FILE)
     kmodel, compiled = compile_kmodel(float_tflite, calibration, kmodel_input, artifacts / KMODEL_FILE,
-                                      artifacts / "k210_work" / "compile", toolchain)
+                                      artifacts / "k210_work" / "compile", toolchain, calibrate_method)
     return float_tflite, kmodel, compiled
 
 
@@ -394,22 +453,24 @@ def run(options: KmodelOptions) -> dict:
     started = time.perf_counter()
     keras.utils.set_random_seed(options.seed)
     teacher, layout = load_teacher(teacher_path, plan)
-    use_maps = options.map_weight > 0 and plan.reduce_channels > 0 and size == metadata.input.height
+    use_maps = options.map_weight > 0 and plan.reduce_channels > 0
     if options.map_weight > 0 and not use_maps:
-        log.info("feature-map loss off: the student has no 1x1 head conv or another input size than the teacher")
+        log.info("feature-map loss off: the student has no 1x1 head conv to match the teacher's")
     teacher_logits, teacher_maps = teacher_outputs(teacher, layout, inputs.teacher_rgb, use_maps)
-    inputs.teacher_rgb = inputs.train_rgb  # free the teacher-size copy
+    if teacher_maps is not None:
+        teacher_maps = resize_maps(teacher_maps, plan.feature_side)
     _timed(options, "teacher outputs", started)
 
     started = time.perf_counter()
     student, init, history = train_student(plan, layout, inputs, teacher_logits, teacher_maps, options)
     del teacher, layout
+    student = fixed_size(student, plan)
     _timed(options, "init and distill", started)
 
     started = time.perf_counter()
     kmodel_input = KmodelInput(size, size, layout=options.layout)
     float_tflite, kmodel, compiled = export_and_compile(student, artifacts, inputs.calibration, kmodel_input,
-                                                        options.toolchain)
+                                                        options.toolchain, options.calibrate_method)
     _timed(options, "export and compile", started)
 
     started = time.perf_counter()
@@ -442,12 +503,14 @@ def run(options: KmodelOptions) -> dict:
         "distillation": {"epochs": options.epochs, "temperature": options.temperature,
                          "hard_label_weight": options.hard_label_weight, "learning_rate": options.learning_rate,
                          "map_weight": options.map_weight if use_maps else 0.0,
+                         "dtype_policy": training_dtype(options.precision),
                          "schedule": "cosine decay to 0, last epoch kept",
                          "fit_images": int(len(inputs.fit_index)), "held_out_images": int(len(inputs.held_out)),
                          "history": history, "teacher": str(teacher_path.name)},
         "kmodel": {"file": KMODEL_FILE, "bytes": kmodel.stat().st_size, "sha256": _sha256(kmodel), "version": 5,
                    "nncase_memory_bytes": compiled["memory"], "compile_s": compiled["compile_s"],
-                   "calibration_images": int(len(inputs.calibration)), "toolchain": toolchain_route(options.toolchain),
+                   "calibration_images": int(len(inputs.calibration)),
+                   "calibrate_method": options.calibrate_method, "toolchain": toolchain_route(options.toolchain),
                    "input": {"dtype": "uint8", "layout": kmodel_input.layout, "shape": kmodel_input.shape,
                              "color_order": "RGB", "pixel_range": [0, 255], "resize": "squash"},
                    "output": {"dtype": "float32", "shape": [1, len(metadata.labels)], "activation": "softmax"}},
@@ -517,10 +580,12 @@ def render_markdown(report: dict) -> str:
         f"prob diff {r['mean_abs_prob_diff']:.4f} / {r['max_abs_prob_diff']:.4f}.",
         f"Accuracy gap to the full float model: goal <= {100 * r['goal_accuracy_gap']:.0f} points: "
         f"{'met' if r['meets_accuracy_goal'] else 'MISSED'}.", "",
-        f"Initialization: {report['init']['method']} (dense layer {report['init']['dense']}). Held-out accuracy "
+        f"Initialization: {report['init']['method']} (dense layer {report['init']['dense']}). Distillation: "
+        f"{d['epochs']} epochs in {d['dtype_policy']}. Held-out accuracy "
         f"({d['held_out_images']} training images) by epoch: "
         + ", ".join(f"{h['epoch']}: {_pct(h['val_accuracy'])}" for h in d["history"]) + ".", "",
-        f"kmodel: {k['bytes']:,} bytes (V5), input {k['input']['dtype']} {k['input']['layout']} {k['input']['shape']} "
+        f"kmodel: {k['bytes']:,} bytes (V5), uint8 PTQ on {k['calibration_images']} calibration images "
+        f"({k['calibrate_method']}), input {k['input']['dtype']} {k['input']['layout']} {k['input']['shape']} "
         f"{k['input']['color_order']}; nncase memory: " + ", ".join(f"{n} {v:,} B" for n, v in memory.items()), "",
         f"Toolchain: {k['toolchain']}. Timings (s): " + ", ".join(f"{n} {v}" for n, v in report["timings_s"].items()),
     ]
@@ -545,6 +610,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="distillation temperature")
     parser.add_argument("--map-weight", type=float, default=KmodelOptions.map_weight,
                         help="weight of the loss on the head's 1x1-conv feature maps (0 = logits only)")
+    parser.add_argument("--precision", type=str, default=KmodelOptions.precision,
+                        choices=["auto", "bfloat16", "float32"],
+                        help="distillation arithmetic (auto = bfloat16 where the CPU has bf16 instructions)")
+    parser.add_argument("--calibrate-method", type=str, default=KmodelOptions.calibrate_method,
+                        choices=list(CALIBRATE_METHODS), help="nncase's activation-range method for the uint8 PTQ")
     parser.add_argument("--no-reconstruct", dest="reconstruct", action="store_false",
                         help="initialize with the plain strongest channels (no least-squares refit)")
     parser.add_argument("--sim-images", type=str, default="all", help="test images run in the simulator (N or all)")
@@ -562,7 +632,9 @@ def main(argv: list[str] | None = None) -> int:
     options = KmodelOptions(
         artifacts=args.artifacts, data=args.data, width=args.width, input_size=args.input_size,
         deployment=Deployment(args.deployment), max_gmacs=args.max_gmacs, epochs=args.epochs,
-        learning_rate=args.learning_rate, temperature=args.temperature, reconstruct=args.reconstruct, map_weight=args.map_weight,
+        learning_rate=args.learning_rate, temperature=args.temperature, reconstruct=args.reconstruct, precision=args.precision,
+        calibrate_method=args.calibrate_method,
+        map_weight=args.map_weight,
         sim_images=None if args.sim_images == "all" else int(args.sim_images),
         max_train=args.max_train, max_test=args.max_test, layout=args.layout, toolchain=args.toolchain,
         seed=args.seed,

@@ -126,6 +126,11 @@ class Plan:
         return f"{self.arch}{shape} x{self.width:g} at {self.input_size}"
 
     @property
+    def feature_side(self) -> int:
+        """Side of the last conv's output map (what the head pools; 14 for blocks 1-4 at 224)."""
+        return [layer for layer in self.layers if layer.kind.startswith("conv")][-1].out_shape[0]
+
+    @property
     def params(self) -> int:
         return sum(layer.weight_bytes - KPU_PARAMS_PER_CHANNEL * layer.out_shape[2] for layer in self.layers
                    if layer.weight_bytes)

@@ -80,11 +80,13 @@ def teacher_layout(teacher) -> TeacherLayout:
                          normalize=teacher.get_layer(NORMALIZE_LAYER))
 
 
-def build_student(plan: Plan, dropout: float = 0.3, seed: int = 0, any_size: bool = False):
+def build_student(plan: Plan, dropout: float = 0.3, seed: int = 0, any_size: bool = False, dtype: str | None = None):
     """The Keras model of a planned variant: RGB pixels 0..255 in, class probabilities out.
 
     Its layer before the softmax is named ``logits`` (distillation reads it). With ``any_size`` the input's
-    height and width are left open; the weights are the same either way.
+    height and width are left open; the weights are the same either way. ``dtype`` is the convolutions'
+    Keras dtype policy (e.g. "mixed_bfloat16" to train faster; the weights stay float32, so they copy into a
+    float32 build as they are); the normalization, dense layer and softmax stay float32.
     """
     import keras
 
@@ -95,10 +97,11 @@ def build_student(plan: Plan, dropout: float = 0.3, seed: int = 0, any_size: boo
     for block, (convs, channels) in enumerate(VGG_BLOCKS[plan.arch][:plan.blocks], start=1):
         width = scaled_channels(channels, plan.width)
         for index in range(1, convs + 1):
-            x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name=f"block{block}_conv{index}")(x)
-        x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+            x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name=f"block{block}_conv{index}",
+                                    dtype=dtype)(x)
+        x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool", dtype=dtype)(x)
     if plan.reduce_channels:
-        x = keras.layers.Conv2D(plan.reduce_channels, 1, activation="relu", name=REDUCE_LAYER)(x)
+        x = keras.layers.Conv2D(plan.reduce_channels, 1, activation="relu", name=REDUCE_LAYER, dtype=dtype)(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     x = keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
     logits = keras.layers.Dense(plan.classes, name=LOGITS_LAYER)(x)

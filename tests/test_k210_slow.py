@@ -112,23 +112,28 @@ def test_make_kmodel_end_to_end_on_a_small_run(toolchain, shared_data, tmp_path,
                          "--calib", "10", "--epochs", "2", "--float-tflite-eval", "4", "--debug-images", "2",
                          "--min-agreement", "0", "--weights", "hed", "--out", str(out)]) == 0
     capsys.readouterr()
-    assert kmodel_main(["--artifacts", str(out), "--width", "0.25", "--input-size", "64", "--epochs", "1",
+    # The student at another input size than the teacher's (64): init at 64, distilled at 80 with the
+    # teacher's 4x4 maps resized to its 5x5 grid.
+    assert kmodel_main(["--artifacts", str(out), "--width", "0.25", "--input-size", "80", "--epochs", "1",
                         "--max-train", "30", "--max-test", "10", "--sim-images", "6",
                         "--toolchain", str(toolchain)]) == 0
     printed = capsys.readouterr().out
-    assert "# K210 kmodel report" in printed and "blocks 1-4 + 1x1 conv 128 x0.25 at 64" in printed
+    assert "# K210 kmodel report" in printed and "blocks 1-4 + 1x1 conv 128 x0.25 at 80" in printed
     report = json.loads((out / REPORT_JSON).read_text())
     assert report["plan"]["blocks"] == 4 and report["plan"]["reduce_channels"] == 128
     assert report["init"]["dense"] == "copied"  # the student keeps the teacher head's 128 channels
     assert all(e["refit"] <= e["kept_channels"] + 1e-4 for e in report["init"]["relative_error"].values())
     assert [h["epoch"] for h in report["distillation"]["history"]] == [0, 1]  # 0: as initialized
+    assert report["distillation"]["map_weight"] == 1.0
+    assert report["distillation"]["dtype_policy"] in ("float32", "mixed_bfloat16")
+    assert report["kmodel"]["calibrate_method"] == "l2"  # the default; its second calibration pass ran
     results = report["results"]
     assert results["test_images"] == 20 and results["simulated_images"] == 6
     assert results["meets_accuracy_goal"] is False  # 6 of 20 simulated: never claimed on a subset
     assert 0.0 <= results["top1_agreement_kmodel_vs_float"] <= 1.0
     assert (out / KMODEL_FILE).read_bytes()[:8] == b"LDMK\x05\x00\x00\x00" and (out / REPORT_MD).is_file()  # V5
-    assert "#define K210_INPUT_W 64" in (out / LABELS_HEADER).read_text()
+    assert "#define K210_INPUT_W 80" in (out / LABELS_HEADER).read_text()
     metadata = json.loads((out / "metadata.json").read_text())
-    assert metadata["k210"]["input"] == {"dtype": "uint8", "layout": "NCHW", "shape": [1, 3, 64, 64],
+    assert metadata["k210"]["input"] == {"dtype": "uint8", "layout": "NCHW", "shape": [1, 3, 80, 80],
                                          "color_order": "RGB", "pixel_range": [0, 255], "resize": "squash"}
     assert metadata["artifacts"][KMODEL_FILE]["bytes"] == (out / KMODEL_FILE).stat().st_size

@@ -196,12 +196,12 @@ def test_missing_teacher_says_run_make_convert(tmp_path, capsys):
     assert "run `make convert` first" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("map_weight", [0.0, 1.0])
-def test_distill_trains_the_student(map_weight):
+@pytest.mark.parametrize("map_weight,dtype", [(0.0, None), (1.0, None), (1.0, "mixed_bfloat16")])
+def test_distill_trains_the_student(map_weight, dtype):
     from convert.k210 import distill
 
     plan = plan_vgg("vgg16", 0.125, 32, 2, blocks=4, reduce_channels=128)
-    student = build_student(plan)
+    student = build_student(plan, dtype=dtype)
     before = [w.copy() for w in student.get_weights()]
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (16, 32, 32, 3)).astype(np.uint8)
@@ -215,3 +215,52 @@ def test_distill_trains_the_student(map_weight):
     assert history[0]["loss"] is None and all(np.isfinite(entry["loss"]) for entry in history[1:])
     assert any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights()))
     assert "map_scale" not in [layer.name for layer in student.layers]  # the training-only layer stays out
+
+
+def test_teacher_maps_are_averaged_onto_the_student_grid():
+    from convert.k210 import resize_maps
+
+    maps = np.arange(2 * 4 * 4 * 3, dtype=np.float32).reshape(2, 4, 4, 3).astype(np.float16)
+    assert resize_maps(maps, 4) is maps  # same grid: untouched
+    half = resize_maps(maps, 2)
+    assert half.shape == (2, 2, 2, 3) and half.dtype == np.float16
+    expected = maps.astype(np.float32).reshape(2, 2, 2, 2, 2, 3).mean(axis=(2, 4))  # 2x2 block means
+    np.testing.assert_allclose(half.astype(np.float32), expected, rtol=1e-3)
+    # The grid a plan's head pools: 14 for blocks 1-4 at 224, 10 at 160.
+    assert plan_vgg("vgg16", 0.375, 160, 2, blocks=4, reduce_channels=128).feature_side == 10
+    assert plan_vgg("vgg16", 0.25, 224, 2, blocks=4, reduce_channels=128).feature_side == 14
+
+
+def test_any_size_student_becomes_the_fixed_size_model_with_the_same_outputs():
+    from convert.k210 import fixed_size
+
+    plan = plan_vgg("vgg16", 0.125, 32, 2, blocks=4, reduce_channels=128)
+    free = build_student(plan, seed=1, any_size=True)
+    images = np.random.default_rng(6).integers(0, 256, (3, 48, 48, 3)).astype(np.float32)
+    free.predict_on_batch(images)  # trains and infers at other sizes too
+    fixed = fixed_size(free, plan)
+    assert tuple(fixed.input.shape) == (None, 32, 32, 3)
+    np.testing.assert_allclose(fixed.predict_on_batch(images[:, :32, :32]), free.predict_on_batch(images[:, :32, :32]),
+                               atol=1e-6)
+
+
+def test_training_precision_follows_the_cpu(tmp_path):
+    from convert.k210 import training_dtype
+
+    zen4, older = tmp_path / "zen4", tmp_path / "older"
+    zen4.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
+    older.write_text("flags\t\t: fpu avx2 avx512f\n")
+    assert training_dtype("auto", zen4) == "mixed_bfloat16"
+    assert training_dtype("auto", older) == "float32"
+    assert training_dtype("auto", tmp_path / "missing") == "float32"
+    assert training_dtype("float32", zen4) == "float32" and training_dtype("bfloat16", older) == "mixed_bfloat16"
+
+
+def test_a_bfloat16_student_copies_into_the_float32_model():
+    plan = plan_vgg("vgg16", 0.125, 32, 2, blocks=4, reduce_channels=128)
+    mixed, plain = build_student(plan, seed=2, dtype="mixed_bfloat16"), build_student(plan)
+    assert mixed.get_layer("block1_conv1").compute_dtype == "bfloat16"
+    assert all(w.dtype == np.float32 for w in mixed.get_weights())  # float32 variables
+    plain.set_weights(mixed.get_weights())
+    images = np.random.default_rng(7).integers(0, 256, (4, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_allclose(plain.predict_on_batch(images), mixed.predict_on_batch(images), atol=0.05)
