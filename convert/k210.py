@@ -36,7 +36,7 @@ from convert.k210_compile import (
     toolchain_route,
 )
 from convert.k210_plan import Deployment, Plan, largest_fitting, plan_vgg
-from runtime.argtypes import positive_float, positive_int
+from runtime.argtypes import non_negative_float, positive_float, positive_int
 from runtime.errors import ToolkitError
 from runtime.metadata import METADATA_FILE, ModelMetadata, read_metadata
 from runtime.preprocess import InputSpec, load_image_rgb, resize_rgb
@@ -608,7 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Adam's starting learning rate (cosine decay to 0)")
     parser.add_argument("--temperature", type=positive_float, default=KmodelOptions.temperature,
                         help="distillation temperature")
-    parser.add_argument("--map-weight", type=float, default=KmodelOptions.map_weight,
+    parser.add_argument("--map-weight", type=non_negative_float, default=KmodelOptions.map_weight,
                         help="weight of the loss on the head's 1x1-conv feature maps (0 = logits only)")
     parser.add_argument("--precision", type=str, default=KmodelOptions.precision,
                         choices=["auto", "bfloat16", "float32"],

@@ -21,6 +21,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """A number >= 0 (a loss weight: 0 turns the loss off)."""
+    value = float(text)
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"{text} is not a number >= 0")
+    return value
+
+
 def size_wh(text: str) -> tuple[int, int]:
     """``WIDTHxHEIGHT`` -> (width, height), both positive."""
     try:

@@ -196,6 +196,15 @@ def test_missing_teacher_says_run_make_convert(tmp_path, capsys):
     assert "run `make convert` first" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flag,value", [("--map-weight", "-1"), ("--map-weight", "nan"), ("--calibrate-method", "max"),
+                                        ("--precision", "float16")])
+def test_bad_kmodel_flags_are_refused_by_the_parser(tmp_path, capsys, flag, value):
+    with pytest.raises(SystemExit) as exit_info:
+        kmodel_main(["--artifacts", str(tmp_path), flag, value])
+    assert exit_info.value.code == 2 and flag in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
 @pytest.mark.parametrize("map_weight,dtype", [(0.0, None), (1.0, None), (1.0, "mixed_bfloat16")])
 def test_distill_trains_the_student(map_weight, dtype):
     from convert.k210 import distill
