@@ -53,6 +53,9 @@ MAX_ACCURACY_GAP = 0.03  # kmodel (simulator) within 3 points of the full float 
 MIN_AGREEMENT = 0.98  # kmodel vs its own float variant, top-1
 SIMULATOR_PROCESSES = 2  # nncase's simulator runs on one core; one process per core here
 INIT_IMAGES = 32  # training images the reconstruction init is fit on (each gives thousands of positions)
+CALIBRATE_METHODS = ("l2", "no_clip", "kld_m0", "kld_m1", "kld_m2", "cdf")  # nncase 1.x PTQTensorOptions
+PRECISIONS = ("auto", "bfloat16", "float32")
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 @dataclass
@@ -376,10 +379,6 @@ def train_student(plan: Plan, layout, inputs: Inputs, teacher_logits: np.ndarray
     return student, init, history
 
 
-CALIBRATE_METHODS = ("l2", "no_clip", "kld_m0", "kld_m1", "kld_m2", "cdf")  # nncase 1.x PTQTensorOptions
-BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
 def training_dtype(precision: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """The Keras dtype policy the distillation runs in (see :attr:`KmodelOptions.precision`)."""
     if precision == "float32":
@@ -413,7 +412,7 @@ def resize_maps(maps: np.ndarray, side: int) -> np.ndarray:
 
 
 def export_and_compile(student, artifacts: Path, calibration: np.ndarray, kmodel_input: KmodelInput,
-                       toolchain: Path, calibrate_method: str = "l2") -> tuple[Path, Path, dict]:
+                       toolchain: Path, calibrate_method: str) -> tuple[Path, Path, dict]:
     """Float Keras + TFLite of the variant into ``artifacts``, then nncase; returns (float TFLite, kmodel, details)."""
     from convert.export import ExportContext, Target, export
 
@@ -611,7 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--map-weight", type=non_negative_float, default=KmodelOptions.map_weight,
                         help="weight of the loss on the head's 1x1-conv feature maps (0 = logits only)")
     parser.add_argument("--precision", type=str, default=KmodelOptions.precision,
-                        choices=["auto", "bfloat16", "float32"],
+                        choices=list(PRECISIONS),
                         help="distillation arithmetic (auto = bfloat16 where the CPU has bf16 instructions)")
     parser.add_argument("--calibrate-method", type=str, default=KmodelOptions.calibrate_method,
                         choices=list(CALIBRATE_METHODS), help="nncase's activation-range method for the uint8 PTQ")
@@ -632,9 +631,8 @@ def main(argv: list[str] | None = None) -> int:
     options = KmodelOptions(
         artifacts=args.artifacts, data=args.data, width=args.width, input_size=args.input_size,
         deployment=Deployment(args.deployment), max_gmacs=args.max_gmacs, epochs=args.epochs,
-        learning_rate=args.learning_rate, temperature=args.temperature, reconstruct=args.reconstruct, precision=args.precision,
-        calibrate_method=args.calibrate_method,
-        map_weight=args.map_weight,
+        learning_rate=args.learning_rate, temperature=args.temperature, reconstruct=args.reconstruct,
+        precision=args.precision, calibrate_method=args.calibrate_method, map_weight=args.map_weight,
         sim_images=None if args.sim_images == "all" else int(args.sim_images),
         max_train=args.max_train, max_test=args.max_test, layout=args.layout, toolchain=args.toolchain,
         seed=args.seed,
