@@ -349,11 +349,12 @@ def load_teacher(path: Path, plan: Plan):
 
 
 def train_student(plan: Plan, layout, inputs: Inputs, teacher_logits: np.ndarray, teacher_maps: np.ndarray | None,
-                  options: KmodelOptions):
+                  options: KmodelOptions, dtype: str = "float32"):
     """Builds the variant, initializes it from the teacher and distills it; returns (student, init, history).
 
     The student is built for any input size: its layers are fit to the teacher's at the teacher's input size
-    (the same pixels give both nets the same positions), then it is distilled at its own size.
+    (the same pixels give both nets the same positions), then it is distilled at its own size, in the
+    Keras dtype policy ``dtype`` (:func:`training_dtype`).
     """
     from convert.k210_student import build_student, init_from_teacher
 
@@ -366,11 +367,7 @@ def train_student(plan: Plan, layout, inputs: Inputs, teacher_logits: np.ndarray
     for name, (before, after) in init.relative_error.items():
         log.info("init %s: relative error %.3f (kept channels) -> %.3f (refit)", name, before, after)
     fit, held = inputs.fit_index, inputs.held_out
-    dtype = training_dtype(options.precision)
-    trainee = student
-    if dtype != "float32":
-        trainee = build_student(plan, seed=options.seed, any_size=True, dtype=dtype)
-        trainee.set_weights(student.get_weights())
+    trainee = student if dtype == "float32" else rebuilt(student, plan, any_size=True, dtype=dtype, seed=options.seed)
     log.info("distillation in %s", dtype)
     history = distill(trainee, inputs.train_rgb[fit], teacher_logits[fit], inputs.train_labels[fit],
                       inputs.train_rgb[held], inputs.train_labels[held], options,
@@ -392,13 +389,14 @@ def training_dtype(precision: str, cpuinfo: Path = Path("/proc/cpuinfo")) -> str
     return "mixed_bfloat16" if flags & set(BF16_CPU_FLAGS) else "float32"
 
 
-def fixed_size(student, plan: Plan):
-    """The trained any-size student as a model of the plan's fixed input (what TFLite and nncase need)."""
+def rebuilt(student, plan: Plan, *, any_size: bool = False, dtype: str | None = None, seed: int = 0):
+    """The student's weights in another build of the plan: by default the fixed-size float32 model TFLite and
+    nncase need; with ``dtype`` a mixed-precision copy to train (its variables are float32 too)."""
     from convert.k210_student import build_student
 
-    fixed = build_student(plan)
-    fixed.set_weights(student.get_weights())
-    return fixed
+    copy = build_student(plan, seed=seed, any_size=any_size, dtype=dtype)
+    copy.set_weights(student.get_weights())
+    return copy
 
 
 def resize_maps(maps: np.ndarray, side: int) -> np.ndarray:
@@ -461,9 +459,10 @@ def run(options: KmodelOptions) -> dict:
     _timed(options, "teacher outputs", started)
 
     started = time.perf_counter()
-    student, init, history = train_student(plan, layout, inputs, teacher_logits, teacher_maps, options)
+    dtype = training_dtype(options.precision)
+    student, init, history = train_student(plan, layout, inputs, teacher_logits, teacher_maps, options, dtype)
     del teacher, layout
-    student = fixed_size(student, plan)
+    student = rebuilt(student, plan)
     _timed(options, "init and distill", started)
 
     started = time.perf_counter()
@@ -502,7 +501,7 @@ def run(options: KmodelOptions) -> dict:
         "distillation": {"epochs": options.epochs, "temperature": options.temperature,
                          "hard_label_weight": options.hard_label_weight, "learning_rate": options.learning_rate,
                          "map_weight": options.map_weight if use_maps else 0.0,
-                         "dtype_policy": training_dtype(options.precision),
+                         "dtype_policy": dtype,
                          "schedule": "cosine decay to 0, last epoch kept",
                          "fit_images": int(len(inputs.fit_index)), "held_out_images": int(len(inputs.held_out)),
                          "history": history, "teacher": str(teacher_path.name)},

@@ -241,13 +241,13 @@ def test_teacher_maps_are_averaged_onto_the_student_grid():
 
 
 def test_any_size_student_becomes_the_fixed_size_model_with_the_same_outputs():
-    from convert.k210 import fixed_size
+    from convert.k210 import rebuilt
 
     plan = plan_vgg("vgg16", 0.125, 32, 2, blocks=4, reduce_channels=128)
     free = build_student(plan, seed=1, any_size=True)
     images = np.random.default_rng(6).integers(0, 256, (3, 48, 48, 3)).astype(np.float32)
     free.predict_on_batch(images)  # trains and infers at other sizes too
-    fixed = fixed_size(free, plan)
+    fixed = rebuilt(free, plan)
     assert tuple(fixed.input.shape) == (None, 32, 32, 3)
     np.testing.assert_allclose(fixed.predict_on_batch(images[:, :32, :32]), free.predict_on_batch(images[:, :32, :32]),
                                atol=1e-6)
