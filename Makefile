@@ -26,7 +26,7 @@ K210_ROUTE ?= auto
 # Extra flags for `python -m convert.k210` (make kmodel), e.g. KMODEL_ARGS="--width 0.5 --input-size 160".
 KMODEL_ARGS ?=
 
-.PHONY: help venv convert test test-fast bench bench-runtime camera camera-help demo-video k210-toolchain kmodel clean
+.PHONY: help venv convert test test-fast bench bench-runtime camera camera-help demo-video k210-toolchain kmodel kmodel-report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -72,10 +72,15 @@ bench-runtime: $(STAMP) $(DEMO_VIDEO)  ## loop cost per stage, loop FPS vs 1/inv
 	@test -f "$(OUT)/model_int8.tflite" || $(MAKE) convert
 	$(PY) -m runtime.bench --model "$(OUT)" --video "$(DEMO_VIDEO)"
 
-kmodel: $(STAMP)  ## K210: plan, distill and compile a VGG16-family kmodel from OUT's float model, simulate the test set -> OUT/model_k210.kmodel (KMODEL_ARGS)
+kmodel: $(STAMP)  ## K210: plan, distill and compile a VGG16-family kmodel from OUT's float model, check 100 test images in the simulator -> OUT/model_k210.kmodel (KMODEL_ARGS)
 	@test -f "$(OUT)/model_float.keras" || $(MAKE) convert
 	K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
 	$(PY) -m convert.k210 --artifacts "$(OUT)" --toolchain "$(K210_DIR)" $(KMODEL_ARGS)
+
+kmodel-report: $(STAMP)  ## K210: the kmodel in nncase's simulator on all test images -> OUT/k210_report.{json,md} (12-30 min here)
+	@test -f "$(OUT)/model_k210.kmodel" || $(MAKE) kmodel
+	K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
+	$(PY) -m convert.k210_report --artifacts "$(OUT)" --toolchain "$(K210_DIR)"
 
 k210-toolchain:  ## nncase 1.9 for the K210 in a CPython 3.8-3.10 venv, else a debootstrap bullseye root -> .k210/python
 	K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)

@@ -273,3 +273,54 @@ def test_a_bfloat16_student_copies_into_the_float32_model():
     plain.set_weights(mixed.get_weights())
     images = np.random.default_rng(7).integers(0, 256, (4, 32, 32, 3)).astype(np.float32)
     np.testing.assert_allclose(plain.predict_on_batch(images), mixed.predict_on_batch(images), atol=0.05)
+
+
+@pytest.mark.parametrize("head_kind", [HeadKind.BLOCK4_CONV, HeadKind.GAP])
+def test_teacher_outputs_match_the_teacher_and_bfloat16_stays_close(head_kind):
+    from convert.head import predict_batched
+    from convert.k210 import teacher_outputs
+
+    teacher = _teacher(head_kind)
+    layout = teacher_layout(teacher)
+    images = np.random.default_rng(3).integers(0, 256, (40, 32, 32, 3)).astype(np.uint8)
+    expected = np.log(np.clip(predict_batched(teacher, images.astype(np.float32)), 1e-7, 1.0))
+    maps = head_kind is HeadKind.BLOCK4_CONV
+    logits, fmaps = teacher_outputs(teacher, layout, images, maps)
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+    assert (fmaps is not None) == maps and (not maps or fmaps.shape == (40, 2, 2, 128))
+    logits_bf16, fmaps_bf16 = teacher_outputs(teacher, layout, images, maps, "mixed_bfloat16")
+    # bf16 keeps 8 mantissa bits: the logits move a little, never as much as the spread between images.
+    drift = np.abs(np.exp(logits_bf16) - np.exp(expected)).max()
+    assert 0 < drift < 0.05 < np.exp(expected)[:, 1].std()
+    assert teacher.get_layer(layout.trunk.name).dtype_policy.name == "float32"  # the teacher itself untouched
+
+
+def test_default_plan_is_the_wide_student_for_the_block4_head():
+    from convert.k210 import StudentShape
+
+    plan = choose_plan(KmodelOptions(artifacts=None), classes=2, shape=StudentShape("vgg16", 4, 128))
+    assert (plan.width, plan.input_size) == (0.375, 224) and plan.fits
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "some"])
+def test_sim_images_must_be_a_positive_count_or_all(tmp_path, capsys, value):
+    from convert.k210_report import main as report_main
+
+    for main in (kmodel_main, report_main):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--artifacts", str(tmp_path), "--sim-images", value])
+        assert exit_info.value.code == 2 and "--sim-images" in capsys.readouterr().err
+
+
+def test_kmodel_report_needs_the_kmodel_its_report_describes(tmp_path, capsys):
+    from convert.k210_report import KMODEL_FILE, REPORT_JSON, main as report_main
+
+    assert report_main(["--artifacts", str(tmp_path)]) == 2
+    assert "run `make kmodel` first" in capsys.readouterr().err
+    (tmp_path / KMODEL_FILE).write_bytes(b"LDMK\x05\x00\x00\x00 another build")
+    (tmp_path / REPORT_JSON).write_text(json.dumps({"kmodel": {"sha256": "0" * 64}}))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert report_main(["--artifacts", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not the kmodel k210_report.json describes" in err[0] and "rerun `make kmodel`" in err[0]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing rewritten
