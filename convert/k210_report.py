@@ -2,7 +2,7 @@
 
 ``make kmodel`` builds ``OUT/model_k210.kmodel`` and, to stay inside its 30-minute budget, checks it in nncase's
 K210 simulator on a seeded sample of the test set only (``--sim-images``). The simulator is slow (on this
-machine 0.7 s per image per core at 0.9 GMAC, 1.8 s at 2 GMAC), so all 2000 shared test images take 12-30
+machine 0.7 s per image per core at 0.9 GMAC, 1.6 s at 2 GMAC), so all 2000 shared test images take 12-27
 minutes on 2 cores. This command runs the kmodel that ``make kmodel`` wrote on every test image (or
 ``--sim-images N``) and rewrites ``k210_report.json`` / ``.md`` and the ``k210`` section of ``metadata.json``.
 The issue's goals (accuracy within 3 points of the full float model, agreement >= 98%) are judged only on
@@ -165,8 +165,8 @@ def _pct(value) -> str:
 
 def _verdict(meets: bool | None, results: dict) -> str:
     if meets is None:
-        return (f"not judged ({results['simulated_images']} of {results['test_images']} test images simulated; "
-                "`make kmodel-report` runs them all)")
+        return (f"not judged, {results['simulated_images']} of {results['test_images']} test images simulated "
+                "(`make kmodel-report` runs them all)")
     return "met" if meets else "MISSED"
 
 
