@@ -103,6 +103,8 @@ def measure(kmodel: Path, float_scores: np.ndarray, test_rgb: np.ndarray, test_l
     Returns the report's ``results`` section. The goals are judged (True/False) only when every test image
     was simulated; on a sample they are None.
     """
+    from convert.drift import compare
+
     started = time.perf_counter()
     count = len(test_rgb) if sim_images is None else min(sim_images, len(test_rgb))
     if count < len(test_rgb):
@@ -110,8 +112,6 @@ def measure(kmodel: Path, float_scores: np.ndarray, test_rgb: np.ndarray, test_l
     else:
         chosen = np.arange(len(test_rgb))
     kmodel_scores = simulate_parallel(kmodel, test_rgb[chosen], kmodel_input, work, toolchain)
-    from convert.drift import compare
-
     everything = compare(float_scores, float_scores, test_labels)
     simulated = compare(float_scores[chosen], kmodel_scores, test_labels[chosen])
     whole = count == len(test_rgb)
