@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,7 +38,6 @@ LABELS_HEADER = "k210_labels.h"  # for the board program (firmware_notes/k210_bo
 # Goals of issue 4.
 MAX_ACCURACY_GAP = 0.03  # kmodel (simulator) within 3 points of the full float VGG16 + head
 MIN_AGREEMENT = 0.98  # kmodel vs its own float variant, top-1
-SIMULATOR_PROCESSES = 2  # nncase's simulator runs on one core; one process per core here
 
 
 def sha256(path: Path) -> str:
@@ -46,9 +46,11 @@ def sha256(path: Path) -> str:
 
 def simulate_parallel(kmodel: Path, images_rgb: np.ndarray, kmodel_input: KmodelInput, work: Path,
                       toolchain: Path) -> np.ndarray:
-    """The simulator on ``SIMULATOR_PROCESSES`` chunks at once (it is single-threaded)."""
-    chunks = [chunk for chunk in np.array_split(np.arange(len(images_rgb)), SIMULATOR_PROCESSES) if len(chunk)]
-    with ThreadPoolExecutor(SIMULATOR_PROCESSES) as pool:
+    """The simulator in one process per core this process may use, each on its share of the images (nncase's
+    simulator is single-threaded)."""
+    processes = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    chunks = [chunk for chunk in np.array_split(np.arange(len(images_rgb)), processes) if len(chunk)]
+    with ThreadPoolExecutor(len(chunks) or 1) as pool:
         parts = pool.map(lambda item: simulate_kmodel(kmodel, images_rgb[item[1]], kmodel_input,
                                                       work / f"simulate_{item[0]}", toolchain)[0],
                          enumerate(chunks))
