@@ -197,7 +197,8 @@ def test_missing_teacher_says_run_make_convert(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flag,value", [("--map-weight", "-1"), ("--map-weight", "nan"), ("--calibrate-method", "max"),
-                                        ("--precision", "float16")])
+                                        ("--precision", "float16"), ("--warmup-epochs", "-1"),
+                                        ("--init-images", "0")])
 def test_bad_kmodel_flags_are_refused_by_the_parser(tmp_path, capsys, flag, value):
     with pytest.raises(SystemExit) as exit_info:
         kmodel_main(["--artifacts", str(tmp_path), flag, value])
@@ -224,6 +225,22 @@ def test_distill_trains_the_student(map_weight, dtype):
     assert history[0]["loss"] is None and all(np.isfinite(entry["loss"]) for entry in history[1:])
     assert any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights()))
     assert "map_scale" not in [layer.name for layer in student.layers]  # the training-only layer stays out
+
+
+@pytest.mark.parametrize("warmup_epochs", [0.0, 1.0])
+def test_learning_rate_warms_up_then_decays_to_zero(warmup_epochs):
+    from convert.k210 import learning_rate_schedule
+
+    options = KmodelOptions(artifacts=None, epochs=4, learning_rate=1e-3, warmup_epochs=warmup_epochs)
+    schedule = learning_rate_schedule(options, steps_per_epoch=10)
+    rate = [float(schedule(step)) for step in range(41)]
+    peak = int(warmup_epochs * 10)
+    assert rate[peak] == pytest.approx(1e-3) and max(rate) == pytest.approx(1e-3)
+    assert rate[40] == pytest.approx(0.0, abs=1e-9)
+    assert all(a <= b for a, b in zip(rate[:peak], rate[1:peak + 1]))  # rising during the warm-up
+    assert all(a >= b for a, b in zip(rate[peak:], rate[peak + 1:]))  # then falling
+    if warmup_epochs:
+        assert rate[0] == 0.0 and rate[5] == pytest.approx(0.5e-3)
 
 
 def test_teacher_maps_are_averaged_onto_the_student_grid():
