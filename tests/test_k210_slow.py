@@ -125,6 +125,8 @@ def test_make_kmodel_end_to_end_on_a_small_run(toolchain, shared_data, tmp_path,
     assert report["init"]["dense"] == "copied"  # the student keeps the teacher head's 128 channels
     assert all(e["refit"] <= e["kept_channels"] + 1e-4 for e in report["init"]["relative_error"].values())
     assert [h["epoch"] for h in report["distillation"]["history"]] == [0, 1]  # 0: as initialized
+    assert report["init"]["images"] == min(128, report["distillation"]["fit_images"])  # all there are, here
+    assert report["distillation"]["warmup_epochs"] == 1.0
     assert report["distillation"]["map_weight"] == 1.0
     assert report["distillation"]["dtype_policy"] in ("float32", "mixed_bfloat16")
     assert report["kmodel"]["calibrate_method"] == "l2"  # the default; its second calibration pass ran
