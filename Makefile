@@ -77,7 +77,7 @@ kmodel: $(STAMP)  ## K210: plan, distill and compile a VGG16-family kmodel from 
 	K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
 	$(PY) -m convert.k210 --artifacts "$(OUT)" --toolchain "$(K210_DIR)" $(KMODEL_ARGS)
 
-kmodel-report: $(STAMP)  ## K210: the kmodel in nncase's simulator on all test images -> OUT/k210_report.{json,md} (12-30 min here)
+kmodel-report: $(STAMP)  ## K210: the kmodel in nncase's simulator on all test images -> OUT/k210_report.{json,md} (12-33 min here)
 	@test -f "$(OUT)/model_k210.kmodel" || $(MAKE) kmodel
 	K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
 	$(PY) -m convert.k210_report --artifacts "$(OUT)" --toolchain "$(K210_DIR)"
