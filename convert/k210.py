@@ -60,7 +60,7 @@ from runtime.preprocess import InputSpec, load_image_rgb, resize_rgb
 log = logging.getLogger(__name__)
 
 K210_FLOAT_KERAS_FILE = "model_k210_float.keras"
-# make kmodel's own simulator check; all 2000 test images take 12-27 min more (make kmodel-report).
+# make kmodel's own simulator check; all 2000 test images take 12-33 min more (make kmodel-report).
 QUICK_CHECK_IMAGES = 100
 DEFAULT_MAX_GMACS = 2.0  # the planner's pick: x0.375 at 224 for the hed block4-conv model, 1.99 GMAC
 CALIBRATE_METHODS = ("l2", "no_clip", "kld_m0", "kld_m1", "kld_m2", "cdf")  # nncase 1.x PTQTensorOptions
