@@ -497,8 +497,7 @@ def run(options: KmodelOptions) -> dict:
                  "peak_kpu_bytes": plan.peak_kpu_bytes, "peak_kpu_layer": plan.peak_kpu_layer.name,
                  "summary": plan.summary()},
         "init": {"method": "strongest channels + least-squares refit" if options.reconstruct else "strongest channels",
-                 "images": min(options.init_images, len(inputs.fit_index)),
-                 "kept_l1_share": init.kept_l1_share,
+                 "images": init.images, "kept_l1_share": init.kept_l1_share,
                  "relative_error": {name: {"kept_channels": round(before, 4), "refit": round(after, 4)}
                                     for name, (before, after) in init.relative_error.items()},
                  "dense": init.head},

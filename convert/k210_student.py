@@ -118,11 +118,13 @@ class InitReport:
         relative_error: Per layer, mean squared error of the kept pre-activations over their variance:
             (with the plain kept weights, after the least-squares refit).
         head: "copied" (the teacher's dense layer fits as is) or "fitted" (least squares on teacher logits).
+        images: How many sample images the layers were fit on.
     """
 
     kept_l1_share: dict[str, float] = field(default_factory=dict)
     relative_error: dict[str, tuple[float, float]] = field(default_factory=dict)
     head: str = ""
+    images: int = 0
 
 
 def _patches(maps: np.ndarray, n: np.ndarray, y: np.ndarray, x: np.ndarray, kernel: int) -> np.ndarray:
@@ -199,7 +201,7 @@ def init_from_teacher(student, layout: TeacherLayout, images_rgb: np.ndarray, te
     import keras
 
     rng = np.random.default_rng(seed)
-    report = InitReport()
+    report = InitReport(images=len(images_rgb))
     pixels = images_rgb.astype(np.float32)
     # Both nets are walked forward once, layer by layer (one eager call per layer, no predict function to
     # trace): each conv's input is the previous one's output, after any pooling between them. The student's
