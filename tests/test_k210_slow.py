@@ -137,6 +137,10 @@ def test_make_kmodel_end_to_end_on_a_small_run(toolchain, shared_data, tmp_path,
     assert results["meets_accuracy_goal"] is None and results["meets_agreement_goal"] is None
     assert "not judged, 6 of 20 test images simulated" in printed
     assert 0.0 <= results["top1_agreement_kmodel_vs_float"] <= 1.0
+    low, high = results["top1_agreement_ci95"]  # a sample: where the whole set's agreement may lie
+    assert low <= results["top1_agreement_kmodel_vs_float"] <= high and high - low > 0.2  # 6 images say little
+    assert results["top1_disagreements"] == round(6 * (1 - results["top1_agreement_kmodel_vs_float"]))
+    assert "95% interval on this sample" in printed
     assert (out / KMODEL_FILE).read_bytes()[:8] == b"LDMK\x05\x00\x00\x00" and (out / REPORT_MD).is_file()  # V5
     assert "#define K210_INPUT_W 80" in (out / LABELS_HEADER).read_text()
     metadata = json.loads((out / "metadata.json").read_text())
@@ -153,4 +157,5 @@ def test_make_kmodel_end_to_end_on_a_small_run(toolchain, shared_data, tmp_path,
     assert {key: full[key] for key in ("plan", "init", "distillation", "kmodel", "timings_s")} == {
         key: report[key] for key in ("plan", "init", "distillation", "kmodel", "timings_s")}
     assert json.loads((out / "metadata.json").read_text())["k210"]["results"] == full["results"]
-    assert "not judged" not in (out / REPORT_MD).read_text()
+    assert full["results"]["top1_agreement_ci95"] is None  # every image simulated: no interval to give
+    assert "not judged" not in (out / REPORT_MD).read_text() and "95% interval" not in (out / REPORT_MD).read_text()
