@@ -193,9 +193,8 @@ def _verdict(meets: bool | None, results: dict) -> str:
 
 def _sample_note(results: dict) -> str:
     """How many images differ, and on a sample the 95% interval of the whole set's agreement."""
-    note = f", {results['top1_disagreements']} of {results['simulated_images']} differ" \
-        if results.get("top1_disagreements") is not None else ""
-    interval = results.get("top1_agreement_ci95")
+    note = f", {results['top1_disagreements']} of {results['simulated_images']} differ"
+    interval = results["top1_agreement_ci95"]
     if interval:
         note += f"; 95% interval on this sample {_pct(interval[0])} to {_pct(interval[1])}"
     return note
