@@ -116,11 +116,16 @@ def read_manifest(path: str | Path) -> list[CalibrationItem]:
     path = Path(path)
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
-        return [CalibrationItem(**item) for item in payload["items"]]
-    except FileNotFoundError:
+        items = [CalibrationItem(**item) for item in payload["items"]]
+    except (FileNotFoundError, IsADirectoryError):
         raise ToolkitError(f"{path}: calibration manifest not found; check --calib-manifest") from None
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as error:
         raise ToolkitError(f"{path}: malformed calibration manifest ({error!r}); regenerate it") from None
+    if not items:
+        raise ToolkitError(f"{path}: calibration manifest lists no images; regenerate it or drop --calib-manifest")
+    if not all(isinstance(value, str) for item in items for value in (item.file, item.label, item.sha256)):
+        raise ToolkitError(f"{path}: calibration manifest items need string file, label and sha256; regenerate it")
+    return items
 
 
 def load_calibration_images(items: Sequence[CalibrationItem], root: Path, spec: InputSpec,

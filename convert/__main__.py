@@ -4,13 +4,33 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
-from convert.config import Arch, ConvertOptions, FineTune, FixMode, HeadKind, IOType
-from runtime.argtypes import positive_int
-from runtime.errors import ToolkitError
+from convert.artifacts import check_out_folder
+from convert.config import (
+    MAX_INPUT_SIZE,
+    MAX_SEED,
+    MIN_INPUT_SIZE,
+    Arch,
+    ConvertOptions,
+    FineTune,
+    FixMode,
+    HeadKind,
+    IOType,
+)
+from runtime.argtypes import (
+    OneLineParser,
+    count_or_all,
+    fraction,
+    int_in_range,
+    non_negative_float,
+    open_fraction,
+    positive_count_or_all,
+    positive_float,
+    positive_int,
+)
+from runtime.cli import run_main
 from runtime.preprocess import ResizeMode
 
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "cats_vs_dogs"
@@ -25,19 +45,15 @@ def default_data() -> Path:
     return Path("public")
 
 
-def _fraction(text: str) -> float:
+def _dropout(text: str) -> float:
     value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1]")
+    if not 0.0 <= value < 1.0:  # Keras' Dropout takes [0, 1): a rate of 1 drops everything
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1)")
     return value
 
 
-def _count_or_all(text: str) -> int | None:
-    return None if text == "all" else int(text)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m convert",
         description="Train a head on a VGG backbone, quantize VGG + head to full-integer int8 TFLite, "
                     "and measure the drift against the float model.",
@@ -53,33 +69,40 @@ def build_parser() -> argparse.ArgumentParser:
                         help="head kind; auto = gap with ImageNet weights, block4-conv with hed weights")
     parser.add_argument("--fine-tune", type=FineTune, choices=list(FineTune), default=FineTune.AUTO,
                         help="train block5 with the head; auto = on for hed weights with a block5 head")
-    parser.add_argument("--input-size", type=positive_int, default=224, help="square input size in pixels")
+    parser.add_argument("--input-size", type=int_in_range(MIN_INPUT_SIZE, MAX_INPUT_SIZE, "VGG's five poolings need "
+                                                          f"{MIN_INPUT_SIZE}; memory grows with the square"),
+                        default=224, help="square input size in pixels")
     parser.add_argument("--resize", type=ResizeMode, choices=list(ResizeMode), default=ResizeMode.SQUASH,
                         help="how images are fitted to the input size")
     parser.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default depends on head)")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="training batch size")
-    parser.add_argument("--learning-rate", type=float, default=None, help="Adam rate (default 1e-4 fine-tuning, 1e-3 head)")
-    parser.add_argument("--dropout", type=_fraction, default=0.5, help="dropout before the last dense layer")
-    parser.add_argument("--l2", type=float, default=1e-3, help="L2 penalty on the head's kernels")
+    parser.add_argument("--learning-rate", type=positive_float, default=None, help="Adam rate (default 1e-4 fine-tuning, 1e-3 head)")
+    parser.add_argument("--dropout", type=_dropout, default=0.5, help="dropout before the last dense layer")
+    parser.add_argument("--l2", type=non_negative_float, default=1e-3, help="L2 penalty on the head's kernels")
     parser.add_argument("--calib", type=positive_int, default=200, help="calibration images (stratified from train)")
     parser.add_argument("--calib-manifest", type=Path, default=None, help="reuse this calibration manifest")
     parser.add_argument("--quant-aware-head", action=argparse.BooleanOptionalAction, default=True,
                         help="train the head on the int8 backbone's features too, so it survives quantization")
     parser.add_argument("--io", type=IOType, choices=list(IOType), default=IOType.INT8, help="int model I/O dtype")
-    parser.add_argument("--min-agreement", type=_fraction, default=0.995,
+    parser.add_argument("--min-agreement", type=fraction, default=0.995,
                         help="drift budget: least top-1 agreement of int8 with float on the test set")
     parser.add_argument("--fix", type=FixMode, choices=list(FixMode), default=FixMode.AUTO,
                         help="on a missed budget: auto = leave blamed layers in float until met; none = fail")
-    parser.add_argument("--test-fraction", type=_fraction, default=0.2, help="test share when there is no test/ folder")
-    parser.add_argument("--max-train", type=_count_or_all, default=None, help="training images per class (all)")
-    parser.add_argument("--max-test", type=_count_or_all, default=None, help="test images per class (all)")
-    parser.add_argument("--float-tflite-eval", type=_count_or_all, default=200,
+    parser.add_argument("--test-fraction", type=open_fraction, default=0.2, help="test share when there is no test/ folder")
+    parser.add_argument("--max-train", type=positive_count_or_all, default=None, help="training images per class (all)")
+    parser.add_argument("--max-test", type=positive_count_or_all, default=None, help="test images per class (all)")
+    parser.add_argument("--float-tflite-eval", type=count_or_all, default=200,
                         help="test images the float TFLite is checked on ('all' for every one)")
     parser.add_argument("--debug-images", type=positive_int, default=8, help="images for the per-layer debugger")
     parser.add_argument("--threads", type=positive_int, default=None, help="interpreter threads (all cores)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for splits, calibration and training")
+    parser.add_argument("--seed", type=int_in_range(0, MAX_SEED, "NumPy seeds are unsigned 32-bit"), default=0, help="seed for splits, calibration and training")
     parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's own logging")
     return parser
+
+
+def _count(skipped: dict[str, int]) -> str:
+    total = sum(skipped.values())
+    return f"{total} ({', '.join(f'{n} {reason}' for reason, n in skipped.items())})" if total else "0"
 
 
 def print_summary(summary: dict, passed: bool) -> None:
@@ -102,7 +125,8 @@ def print_summary(summary: dict, passed: bool) -> None:
         f" sizes             float.tflite {float_size / 1e6:.1f} MB   int8.tflite {int8_size / 1e6:.1f} MB"
         f" ({100 * int8_size / float_size:.1f}%)",
         f" worst layer       {worst.get('op', '-')} {worst.get('layer', '')} (RMSE/scale {worst.get('rmse_over_scale', 0):.2f})",
-        f" skipped images    train {summary['skipped']['train'] or 0}   test {summary['skipped']['test'] or 0}",
+        f" skipped images    train {_count(summary['skipped']['train'])}   test {_count(summary['skipped']['test'])}"
+        + "".join(f"   {item['file']} ({item['reason']})" for item in summary.get("skipped_files", [])),
         f" time              {summary['seconds']:.0f} s",
         f" written to        {summary['out']}",
         "=" * 72,
@@ -112,30 +136,34 @@ def print_summary(summary: dict, passed: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not args.verbose:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    return run_main(lambda: _convert(args),
+                    interrupted=f"staging and work folders removed, {args.out} left as it was")
+
+
+def _convert(args: argparse.Namespace) -> int:
+    data = Path(args.data) if args.data else default_data()
+    public = str(data) == "public"
+    check_out_folder(args.out, None if public else data)  # before TensorFlow's import and any work
+    from convert.tensorflow_import import import_tensorflow
+
+    import_tensorflow(args.verbose)
     from convert.data import fetch_public_dataset
     from convert.pipeline import run
 
-    try:
-        data = Path(args.data) if args.data else default_data()
-        if str(data) == "public":
-            data = fetch_public_dataset()
-        options = ConvertOptions(
-            data=data, out=args.out, weights=args.weights, arch=args.arch, head=args.head, fine_tune=args.fine_tune,
-            input_size=args.input_size, resize=args.resize, epochs=args.epochs, batch_size=args.batch_size,
-            learning_rate=args.learning_rate, dropout=args.dropout, l2=args.l2, calib=args.calib,
-            calib_manifest=args.calib_manifest, quant_aware_head=args.quant_aware_head, io_type=args.io,
-            min_agreement=args.min_agreement, fix=args.fix,
-            test_fraction=args.test_fraction, max_train=args.max_train, max_test=args.max_test,
-            float_tflite_eval=args.float_tflite_eval, debug_images=args.debug_images, threads=args.threads,
-            seed=args.seed,
-        )
-        out, summary, passed = run(options)
-    except ToolkitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    if public:
+        data = fetch_public_dataset()
+    options = ConvertOptions(
+        data=data, out=args.out, weights=args.weights, arch=args.arch, head=args.head, fine_tune=args.fine_tune,
+        input_size=args.input_size, resize=args.resize, epochs=args.epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, dropout=args.dropout, l2=args.l2, calib=args.calib,
+        calib_manifest=args.calib_manifest, quant_aware_head=args.quant_aware_head, io_type=args.io,
+        min_agreement=args.min_agreement, fix=args.fix,
+        test_fraction=args.test_fraction, max_train=args.max_train, max_test=args.max_test,
+        float_tflite_eval=args.float_tflite_eval, debug_images=args.debug_images, threads=args.threads,
+        seed=args.seed,
+    )
+    out, summary, passed = run(options)
     print_summary(summary, passed)
     if not passed:
         print(f"error: int8 top-1 agreement {summary['top1_agreement']:.2%} is below the budget "

@@ -8,6 +8,10 @@ from pathlib import Path
 
 from runtime.preprocess import ResizeMode
 
+MIN_INPUT_SIZE = 32  # pixels: VGG's five 2x2 poolings leave 1x1 at 32
+MAX_INPUT_SIZE = 1024  # pixels: a VGG16 at 1024 already needs 268 MB for one block1 feature map
+MAX_SEED = 2**32 - 1  # NumPy's seeds are unsigned 32-bit
+
 
 class Arch(str, enum.Enum):
     """Backbone architecture (keras.applications)."""

@@ -15,18 +15,36 @@ from runtime.errors import ToolkitError
 from runtime.preprocess import InputSpec, load_image_rgb, resize_rgb
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+UNDECODABLE = "undecodable (corrupt, truncated or refused)"
+TRAIN_TEST_LAYOUT = "train/test folders"
+MIN_TRAIN_PER_CLASS = 2  # after decoding: one for the held-out validation set, at least one to train on
+MIN_TEST_PER_CLASS = 1  # after decoding: a class the test set lacks cannot be measured
 
 # The public archive the Keras tutorials use; only fetched when no local data exists.
 PUBLIC_ARCHIVE_URL = "https://storage.googleapis.com/mledu-datasets/cats_and_dogs_filtered.zip"
 
 
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file left out of a split, and why."""
+
+    path: Path
+    label: int  # index into DataSet.classes: the class folder it was in
+    reason: str
+
+
 @dataclass
 class Split:
-    """One split of a data set: files with integer labels, plus what was skipped."""
+    """One split of a data set: files with integer labels, plus the files that were skipped."""
 
     paths: list[Path]
     labels: np.ndarray  # int64 indices into DataSet.classes
-    skipped: Counter = field(default_factory=Counter)  # reason -> count
+    skipped_files: list[SkippedFile] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> Counter:
+        """reason -> how many files were skipped for it."""
+        return Counter(item.reason for item in self.skipped_files)
 
 
 @dataclass
@@ -60,33 +78,33 @@ def _class_folders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _image_files(folder: Path) -> tuple[list[Path], Counter]:
-    files, skipped = [], Counter()
+def _image_files(folder: Path, label: int) -> tuple[list[Path], list[SkippedFile]]:
+    files, skipped = [], []
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or path.is_dir():
             continue
         if path.suffix.lower() not in IMAGE_SUFFIXES:
-            skipped["not an image (suffix)"] += 1
+            skipped.append(SkippedFile(path, label, "not an image (suffix)"))
         elif path.stat().st_size == 0:
-            skipped["zero-byte file"] += 1
+            skipped.append(SkippedFile(path, label, "zero-byte file"))
         else:
             files.append(path)
     return files, skipped
 
 
 def _scan(folder: Path, classes: list[str]) -> Split:
-    paths, labels, skipped = [], [], Counter()
+    paths, labels, skipped = [], [], []
     for index, name in enumerate(classes):
         class_dir = folder / name
         if not class_dir.is_dir():
             raise ToolkitError(f"{class_dir}: class folder missing (other splits have it); add it or remove the class")
-        files, class_skipped = _image_files(class_dir)
-        skipped.update(class_skipped)
+        files, class_skipped = _image_files(class_dir, index)
+        skipped.extend(class_skipped)
         if not files:
             raise ToolkitError(f"{class_dir}: class folder holds no images; add images or remove the folder")
         paths.extend(files)
         labels.extend([index] * len(files))
-    return Split(paths=paths, labels=np.asarray(labels, np.int64), skipped=skipped)
+    return Split(paths=paths, labels=np.asarray(labels, np.int64), skipped_files=skipped)
 
 
 def scan_dataset(root: Path, test_fraction: float = 0.2, seed: int = 0) -> DataSet:
@@ -106,7 +124,7 @@ def scan_dataset(root: Path, test_fraction: float = 0.2, seed: int = 0) -> DataS
             raise ToolkitError(
                 f"{root / 'test'}: classes {test_classes} differ from train's {classes}; make both hold the same class folders"
             )
-        return DataSet(root, classes, _scan(root / "train", classes), _scan(root / "test", classes), "train/test folders")
+        return DataSet(root, classes, _scan(root / "train", classes), _scan(root / "test", classes), TRAIN_TEST_LAYOUT)
     classes = [p.name for p in _class_folders(root)]
     _check_classes(root, classes)
     everything = _scan(root, classes)
@@ -121,11 +139,11 @@ def scan_dataset(root: Path, test_fraction: float = 0.2, seed: int = 0) -> DataS
         test_idx.extend(sorted(members[:n_test]))
         train_idx.extend(sorted(members[n_test:]))
 
-    def subset(indices: list[int], skipped: Counter) -> Split:
+    def subset(indices: list[int], skipped: list[SkippedFile]) -> Split:
         return Split([everything.paths[i] for i in indices], everything.labels[indices], skipped)
 
     return DataSet(
-        root, classes, subset(train_idx, everything.skipped), subset(test_idx, Counter()),
+        root, classes, subset(train_idx, everything.skipped_files), subset(test_idx, []),
         f"single folder split with seed {seed} (test fraction {test_fraction})",
     )
 
@@ -147,7 +165,7 @@ def limit_per_class(split: Split, limit: int | None, seed: int) -> Split:
         members = list(np.flatnonzero(split.labels == label))
         keep.extend(sorted(rng.sample(members, min(limit, len(members)))))
     keep.sort()
-    return Split([split.paths[i] for i in keep], split.labels[keep], split.skipped)
+    return Split([split.paths[i] for i in keep], split.labels[keep], split.skipped_files)
 
 
 def decode_split(split: Split, spec: InputSpec, desc: str, workers: int = 2) -> tuple[Split, np.ndarray]:
@@ -164,17 +182,54 @@ def decode_split(split: Split, spec: InputSpec, desc: str, workers: int = 2) -> 
         except ToolkitError as error:
             return error
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
         results = list(progress(pool.map(load, split.paths), desc, total=len(split.paths)))
+    finally:  # on an interrupt, drop the queued files instead of decoding them all first
+        pool.shutdown(wait=True, cancel_futures=True)
     keep = [i for i, result in enumerate(results) if not isinstance(result, ToolkitError)]
-    skipped = Counter(split.skipped)
-    for result in results:
-        if isinstance(result, ToolkitError):
-            skipped["undecodable (corrupt, truncated or refused)"] += 1
+    skipped = list(split.skipped_files) + [SkippedFile(split.paths[i], int(split.labels[i]), UNDECODABLE)
+                                           for i, result in enumerate(results) if isinstance(result, ToolkitError)]
     if not keep:
         raise ToolkitError(f"{desc}: none of the {len(split.paths)} images could be decoded; check the data folder")
     kept = Split([split.paths[i] for i in keep], split.labels[keep], skipped)
     return kept, np.stack([results[i] for i in keep])
+
+
+def check_class_counts(dataset: DataSet) -> None:
+    """Refuses a data set in which, after the skipped files, a class has too few usable images.
+
+    Every class needs ``MIN_TRAIN_PER_CLASS`` decodable training images (one held out for validation and
+    calibration, at least one to train on) and ``MIN_TEST_PER_CLASS`` test images.
+
+    Raises:
+        ToolkitError: One line naming the class folder, how many of its files were usable and why the rest
+            were skipped.
+    """
+    for split, name, least in ((dataset.train, "train", MIN_TRAIN_PER_CLASS), (dataset.test, "test", MIN_TEST_PER_CLASS)):
+        for index, label in enumerate(dataset.classes):
+            usable = int(np.sum(split.labels == index))
+            if usable >= least:
+                continue
+            skipped = [item for item in split.skipped_files if item.label == index]
+            reasons = ", ".join(f"{count} {reason}" for reason, count in Counter(i.reason for i in skipped).items())
+            folder = (dataset.root / name if dataset.layout == TRAIN_TEST_LAYOUT else dataset.root) / label
+            raise ToolkitError(
+                f"{folder}: class {label!r} has {usable} usable {name} image(s) of {usable + len(skipped)}"
+                f"{f' ({reasons})' if reasons else ''}; it needs at least {least}: replace the bad files, "
+                "add images or remove the class")
+
+
+def skipped_listing(split: Split, root: Path, limit: int) -> list[dict[str, str]]:
+    """The first ``limit`` skipped files of a split, as ``{"file": path relative to root, "reason": ...}``."""
+    return [{"file": _relative(item.path, root), "reason": item.reason} for item in split.skipped_files[:limit]]
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def fetch_public_dataset() -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import platform
@@ -14,10 +15,17 @@ import numpy as np
 
 from calibration import load_calibration_images, read_manifest, select_calibration, write_manifest
 from convert import drift
-from convert.artifacts import StagingDir, sha256_file, write_json_atomic, write_text_atomic
+from convert.artifacts import (
+    StagingDir,
+    check_out_folder,
+    rejected_path,
+    sha256_file,
+    write_json_atomic,
+    write_text_atomic,
+)
 from convert.backbone import Backbone, build_backbone
 from convert.config import ConvertOptions, FineTune, FixMode, HeadKind, WeightsSource
-from convert.data import DataSet, decode_split, limit_per_class, scan_dataset
+from convert.data import DataSet, check_class_counts, decode_split, limit_per_class, scan_dataset, skipped_listing
 from convert.export import (
     FLOAT_TFLITE_FILE,
     INT8_TFLITE_FILE,
@@ -39,6 +47,7 @@ from convert.head import (
 )
 from convert.inspect_tflite import check_full_integer, inspect_tflite, producer_chain
 from convert.progress import progress
+from runtime.cli import signals_deferred
 from runtime.errors import ToolkitError
 from runtime.metadata import LABELS_FILE, METADATA_FILE, ModelMetadata
 from runtime.preprocess import InputSpec, Normalization, normalize
@@ -51,6 +60,7 @@ DRIFT_MD_FILE = "drift_report.md"
 VALIDATION_IMAGES = 200  # held-out training images the automatic fix is chosen on (never the test set)
 FIX_FLOAT_LAYER_STEPS = (1, 2, 4, 8)  # float sets tried, blamed op first; each costs one int8 export (~1 min for VGG16)
 LATENCY_RUNS = 10  # invokes per model when the fix's latency cost is measured (median)
+SKIPPED_LISTED = 20  # skipped files named per split in metadata.json (all of them are counted)
 
 
 @dataclass
@@ -103,6 +113,7 @@ def prepare_data(options: ConvertOptions) -> Prepared:
     spec = InputSpec(options.input_size, options.input_size, options.resize, Normalization.RAW)
     dataset.train, train_rgb = decode_split(dataset.train, spec, "decode train")
     dataset.test, test_rgb = decode_split(dataset.test, spec, "decode test")
+    check_class_counts(dataset)
     return Prepared(dataset, spec, train_rgb, test_rgb)
 
 
@@ -432,6 +443,7 @@ def run(options: ConvertOptions) -> tuple[Path, dict, bool]:
     import tensorflow as tf
 
     started = time.perf_counter()
+    check_out_folder(options.out, options.data)
     keras.utils.set_random_seed(options.seed)
     tf.config.experimental.enable_op_determinism()
     prepared = prepare_data(options)
@@ -447,7 +459,10 @@ def run(options: ConvertOptions) -> tuple[Path, dict, bool]:
     calibration_index = {position[item.file] for item in items if item.file in position}
 
     float_model = train_float_model(options, prepared, calibration_index, calibration)
-    with StagingDir(options.out) as staging, tempfile.TemporaryDirectory(prefix="convert-work-") as work:
+    with contextlib.ExitStack() as cleanup:
+        with signals_deferred():  # an interrupt now must not leave a folder that nothing removes
+            staging = cleanup.enter_context(StagingDir(options.out))
+            work = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="convert-work-"))
         ctx = ExportContext(model=float_model.model, out_dir=staging.path, work_dir=Path(work))
         keras_path = export(ctx, [Target.KERAS])[Target.KERAS]
         outcome = quantize_and_check(float_model, prepared, calibration, options, staging.path, Path(work))
@@ -479,6 +494,8 @@ def run(options: ConvertOptions) -> tuple[Path, dict, bool]:
                 "train_images": len(dataset.train.paths),
                 "test_images": len(dataset.test.paths),
                 "skipped": {"train": dict(dataset.train.skipped), "test": dict(dataset.test.skipped)},
+                "skipped_files": {"train": skipped_listing(dataset.train, dataset.root, SKIPPED_LISTED),
+                                  "test": skipped_listing(dataset.test, dataset.root, SKIPPED_LISTED)},
                 "calibration": {"manifest": CALIBRATION_MANIFEST_FILE, "count": len(items), "seed": options.seed},
                 "seed": options.seed,
                 "versions": _versions(),
@@ -497,10 +514,11 @@ def run(options: ConvertOptions) -> tuple[Path, dict, bool]:
             "worst_layer": outcome.report.get("worst_layer"),
             "sizes_bytes": {name: info["bytes"] for name, info in artifacts.items()},
             "skipped": {"train": dict(dataset.train.skipped), "test": dict(dataset.test.skipped)},
+            "skipped_files": skipped_listing(dataset.train, dataset.root, 3) + skipped_listing(dataset.test, dataset.root, 3),
             "seconds": round(time.perf_counter() - started, 1),
         }
         if outcome.passed:
             return staging.commit(), summary, True
-        rejected = options.out.with_name(options.out.name + ".rejected")
+        rejected = rejected_path(options.out)
         summary["out"] = str(rejected)
         return staging.reject(rejected), summary, False

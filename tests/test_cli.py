@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 
 from convert.__main__ import build_parser, main
 from tests.conftest import make_tree
+from tests.runtime_helpers import ROOT
+
+_RUN_LIMIT_S = 300  # seconds: a tiny conversion reaches its staging folder in well under this
 
 
 def _run(capsys, argv):
@@ -61,3 +70,114 @@ def test_invalid_choice_exits_non_zero(capsys):
     with pytest.raises(SystemExit) as info:
         main(["--io", "int4"])
     assert info.value.code == 2
+
+
+def _one_error_line(err: list[str], message: str) -> None:
+    errors = [line for line in err if "error: " in line]
+    assert len(errors) == 1 and errors[0] == err[-1] and message in errors[0], err  # progress bars may precede it
+    assert not any("Traceback" in line or "absl" in line or "cuda" in line.lower() for line in err), err
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--max-train", "-3"), ("--max-train", "0"), ("--max-test", "-1"), ("--input-size", "7"),
+    ("--input-size", "100000"), ("--seed", "-1"), ("--seed", str(2**32)), ("--float-tflite-eval", "-5"),
+    ("--learning-rate", "nan"), ("--learning-rate", "-1"), ("--learning-rate", "inf"), ("--l2", "-1"),
+    ("--dropout", "1"), ("--test-fraction", "1"), ("--test-fraction", "0"), ("--min-agreement", "1.5"),
+    ("--calib", "0"), ("--epochs", "0"), ("--batch-size", "-2"), ("--debug-images", "0"), ("--threads", "0"),
+])
+def test_bad_numeric_flag_is_one_line_before_any_work(tmp_path, capsys, flag, value):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as info:
+        main(["--data", str(tmp_path), "--out", str(out), flag, value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2
+    assert len(err) == 1 and err[0].startswith("python -m convert: error: argument " + flag) and value in err[0], err
+    assert not out.exists()
+
+
+def test_out_equal_to_the_data_folder_is_refused_and_the_photos_survive(tmp_path, capsys):
+    root = tmp_path / "data"
+    _tree(root)
+    before = sorted((p, p.read_bytes()) for p in root.rglob("*.jpg"))
+    for out in (root, root / "train", tmp_path):
+        code, err = _run(capsys, ["--data", str(root), "--out", str(out), "--input-size", "32", "--calib", "4"])
+        assert code == 2
+        _one_error_line(err, "the data folder")
+        assert sorted((p, p.read_bytes()) for p in root.rglob("*.jpg")) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_a_folder_the_converter_did_not_write_is_refused_and_untouched(tmp_path, capsys):
+    root = tmp_path / "data"
+    _tree(root)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("three years of work")
+    file_out = tmp_path / "notes.txt"
+    file_out.write_text("notes")
+    for out, message in ((home, "holds no metadata.json written by `make convert`"), (file_out, "is a file")):
+        code, err = _run(capsys, ["--data", str(root), "--out", str(out), "--input-size", "32", "--calib", "4"])
+        assert code == 2
+        _one_error_line(err, message)
+    assert [p.name for p in home.iterdir()] == ["thesis.tex"] and file_out.read_text() == "notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "home", "notes.txt"]
+
+
+def test_a_class_whose_images_all_fail_to_decode_is_refused(tmp_path, capsys):
+    root = tmp_path / "data"
+    _tree(root)
+    for path in (root / "train" / "dog").iterdir():
+        path.write_bytes(b"\xff\xd8\xff\xe0 not really a JPEG")
+    out = tmp_path / "out"
+    code, err = _run(capsys, ["--data", str(root), "--out", str(out), "--input-size", "32", "--calib", "4",
+                              "--weights", "hed"])
+    assert code == 2
+    _one_error_line(err, "class 'dog' has 0 usable train image(s) of 6 (6 undecodable")
+    assert f"{root / 'train' / 'dog'}:" in err[-1]
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_an_empty_calibration_manifest_is_one_line(tmp_path, capsys):
+    root = tmp_path / "data"
+    _tree(root)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text('{"version": 1, "items": []}')
+    code, err = _run(capsys, ["--data", str(root), "--out", str(tmp_path / "out"), "--input-size", "32",
+                              "--calib", "4", "--weights", "hed", "--calib-manifest", str(manifest)])
+    assert code == 2
+    _one_error_line(err, "lists no images")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_an_interrupt_removes_staging_and_work_folders_and_keeps_out(tmp_path, sig, code):
+    """The signal comes while the run is writing its staging folder: the worst moment for leftovers."""
+    root = tmp_path / "data"
+    make_tree(root, {"cat": 12, "dog": 12}, "train")
+    make_tree(root, {"cat": 4, "dog": 4}, "test", start_seed=100)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metadata.json").write_text('{"format_version": 1, "task": "image-classification"}')
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "convert", "--data", str(root), "--out", str(out), "--input-size", "32",
+         "--calib", "4", "--weights", "hed", "--epochs", "1", "--float-tflite-eval", "2", "--debug-images", "1"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TMPDIR": str(scratch)})
+    try:
+        deadline = time.monotonic() + _RUN_LIMIT_S
+        while process.poll() is None and time.monotonic() < deadline and not (
+                list(tmp_path.glob(".out.staging-*")) and list(scratch.glob("convert-work-*"))):
+            time.sleep(0.02)
+        assert process.poll() is None, "the run ended before its staging and work folders could be caught"
+        process.send_signal(sig)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    lines = err.strip().splitlines()
+    assert process.returncode == code, (process.returncode, err)
+    _one_error_line(lines, f"interrupted by {signal.Signals(sig).name}; staging and work folders removed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out", "tmp"]
+    assert list(scratch.iterdir()) == []
+    assert [p.name for p in out.iterdir()] == ["metadata.json"]  # OUT as it was
