@@ -13,20 +13,28 @@ import sys
 import threading
 from pathlib import Path
 
-from runtime.argtypes import positive_float, positive_int, size_wh
+from runtime.argtypes import OneLineParser, non_negative_int, positive_float, positive_int, size_wh
 from runtime.capture import FrameGrabber, PreprocessIn, RetryPolicy
 from runtime.errors import ToolkitError
-from runtime.files import write_json_atomic
+from runtime.files import check_writable, write_json_atomic
 from runtime.interpreter import Classifier, interpreter_backend
 from runtime.loop import JsonLinesSink, LoopOptions, SaveEverySink, WindowSink, display_available, run_loop
 from runtime.metadata import INT8_TFLITE_FILE, locate_model
+from runtime.server import (
+    DEFAULT_MAX_CLIENTS,
+    TOKEN_ENV,
+    StreamServer,
+    check_exposure,
+    is_loopback,
+    parse_host_port,
+)
 from runtime.sources import AUTO, open_source
 
 DEFAULT_MODEL = "artifacts/vgg16_cats_dogs"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m runtime",
         description="Classify camera frames with a TFLite model written by `make convert` (no TensorFlow needed).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -49,13 +57,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-k", type=positive_int, default=None,
                         help="classes reported per frame; None = the metadata's top_k")
     parser.add_argument("--serve", type=str, default=None, metavar="HOST:PORT",
-                        help="serve an MJPEG stream, a page and /status, e.g. 127.0.0.1:8080 (no authentication)")
+                        help="serve an MJPEG stream, a page and /status, e.g. 127.0.0.1:8080; an address beyond "
+                             "loopback needs --serve-token or --serve-insecure")
+    parser.add_argument("--serve-token", type=str, default=None, metavar="TOKEN",
+                        help=f"require this token on every request (Authorization: Bearer, ?token=, or the page's "
+                             f"cookie); default: ${TOKEN_ENV}")
+    parser.add_argument("--serve-allow-host", type=str, action="append", default=[], metavar="NAME",
+                        help="also accept this Host header name (loopback names, the bound address, the address "
+                             "connected to and this machine's name are accepted); repeatable")
+    parser.add_argument("--serve-insecure", action="store_true",
+                        help="serve beyond loopback without a token: anyone who can reach the port sees the camera")
+    parser.add_argument("--serve-max-clients", type=positive_int, default=DEFAULT_MAX_CLIENTS,
+                        help="stream viewers at once; more are refused with 503 (idle connections hold no thread "
+                             "and are closed after 10 s)")
     parser.add_argument("--save-every", type=positive_int, default=None, metavar="N",
                         help="save every Nth annotated frame as JPEG into --save-dir")
     parser.add_argument("--save-dir", type=Path, default=Path("artifacts/frames"), help="folder for --save-every")
     parser.add_argument("--loop", action="store_true", help="restart a video file or image folder at its end")
     parser.add_argument("--camera-size", type=size_wh, default="640x480", help="WIDTHxHEIGHT asked of a camera")
-    parser.add_argument("--retries", type=int, default=RetryPolicy.attempts,
+    parser.add_argument("--retries", type=non_negative_int, default=RetryPolicy.attempts,
                         help="camera reopen attempts (backoff doubles each time) before giving up")
     parser.add_argument("--retry-delay", type=positive_float, default=RetryPolicy.first_delay_s,
                         help="seconds before the first camera reopen")
@@ -74,24 +94,24 @@ def main(argv: list[str] | None = None) -> int:
         if threading.current_thread() is threading.main_thread() else {}
     grabber = server = None
     try:
+        if args.summary:
+            check_writable(args.summary, "--summary")
+        if args.serve:
+            check_exposure(*parse_host_port(args.serve), _token(args), args.serve_insecure)
         model_path, metadata = locate_model(args.model)
         classifier = Classifier(model_path, metadata, num_threads=args.threads)
         source = open_source(args.source, args.camera_size, fallback=args.fallback_source)
-        retry = RetryPolicy(attempts=max(0, args.retries), first_delay_s=args.retry_delay)
+        retry = RetryPolicy(attempts=args.retries, first_delay_s=args.retry_delay)
         sinks = []
+        if args.save_every:
+            sinks.append(SaveEverySink(args.save_dir, args.save_every))
         if args.serve:
-            from runtime.server import StreamServer, parse_host_port
-
-            server = StreamServer(*parse_host_port(args.serve), title=f"{model_path.name}: {', '.join(metadata.labels[:5])}",
-                                  source=source.description).start()
-            print(f"serving on {server.url}", file=sys.stderr, flush=True)
+            server = _start_server(args, f"{model_path.name}: {', '.join(metadata.labels[:5])}", source.description)
             sinks.append(server)
         if not args.headless and display_available():
             sinks.append(WindowSink(stop))
         else:
             sinks.append(JsonLinesSink(sys.stdout))
-        if args.save_every:
-            sinks.append(SaveEverySink(args.save_dir, args.save_every))
         print(f"model {model_path} ({classifier.input_dtype.name} input, {interpreter_backend()}, "
               f"{args.threads or os.cpu_count()} threads); source {source.description}", file=sys.stderr, flush=True)
         prepare = classifier.input_tensor_rgb if PreprocessIn(args.preprocess_in) is PreprocessIn.CAPTURE_THREAD else None
@@ -99,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         options = LoopOptions(max_frames=args.max_frames, duration_s=args.duration, smoothing=args.smooth,
                               top_k=args.top_k or metadata.top_k)
         summary = run_loop(classifier, grabber, options, sinks, stop)
+        print(summary.one_line(), file=sys.stderr, flush=True)
+        if args.summary:
+            try:
+                write_json_atomic(args.summary, summary.to_dict())
+            except OSError as error:
+                raise ToolkitError(f"--summary {args.summary}: cannot write ({error.strerror}); "
+                                   "pick a writable path") from None
     except ToolkitError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -114,10 +141,25 @@ def main(argv: list[str] | None = None) -> int:
             server.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    print(summary.one_line(), file=sys.stderr, flush=True)
-    if args.summary:
-        write_json_atomic(args.summary, summary.to_dict())
     return 0
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    return args.serve_token or os.environ.get(TOKEN_ENV) or None
+
+
+def _start_server(args: argparse.Namespace, title: str, source: str):
+
+    host, port = parse_host_port(args.serve)
+    token = _token(args)
+    server = StreamServer(host, port, title=title, source=source, max_clients=args.serve_max_clients, token=token,
+                          allowed_hosts=tuple(args.serve_allow_host), insecure=args.serve_insecure).start()
+    print(f"serving on {server.url}{' (token required: open it with ?token=TOKEN)' if token else ''}",
+          file=sys.stderr, flush=True)
+    if not is_loopback(host) and not token:
+        print(f"notice: --serve-insecure: no authentication on {args.serve}; anyone who can reach this port sees "
+              "the camera", file=sys.stderr, flush=True)
+    return server
 
 
 if __name__ == "__main__":

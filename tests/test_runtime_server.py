@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 
 import cv2
@@ -145,3 +148,228 @@ def test_port_in_use_is_one_line_error():
             StreamServer("127.0.0.1", first.address[1])
     finally:
         first.close()
+
+
+# -- safe on a LAN: escaping, Host check, token, caps, idle sockets, HEAD, quiet resets -----------------
+
+_XSS = "<img src=x onerror=alert(1)>"
+
+
+def _raw_request(port: int, request: bytes, timeout: float = _TIMEOUT_S) -> bytes:
+    """Sends one raw HTTP request to 127.0.0.1 and returns the whole answer (headers and body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        conn.sendall(request)
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _get_with(port: int, path: str, host: str = "127.0.0.1", headers: str = "", method: str = "GET",
+              timeout: float = _TIMEOUT_S) -> tuple[int, bytes, bytes]:
+    answer = _raw_request(port, f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{headers}\r\n".encode(), timeout)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), head, body
+
+
+def test_page_escapes_the_title_built_from_file_and_label_names():
+    server = StreamServer("127.0.0.1", 0, title=f"{_XSS}.tflite: {_XSS}, dog").start()
+    try:
+        status, _, page = _get_with(server.address[1], "/")
+    finally:
+        server.close()
+    assert status == 200
+    assert b"<img src=x" not in page and b"&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_cli_page_escapes_a_hostile_label(colour_models, tmp_path, red_video):
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "model_int8.tflite").write_bytes(colour_models["int8"].read_bytes())
+    metadata = json.loads((colour_models["int8"].parent / "metadata.json").read_text())
+    metadata["labels"][0] = _XSS
+    (model_dir / "metadata.json").write_text(json.dumps(metadata))
+    process, url = _serve_cli(model_dir, red_video)
+    try:
+        status, _, page = _get_with(int(url.rsplit(":", 1)[1].strip("/")), "/")
+    finally:
+        process.kill()
+        process.communicate()
+    assert status == 200 and b"<img src=x" not in page and b"&lt;img" in page
+
+
+def test_host_header_must_name_this_server():
+    server = StreamServer("127.0.0.1", 0, allowed_hosts=("camera.example",)).start()
+    port = server.address[1]
+    try:
+        assert _get_with(port, "/status", host=f"127.0.0.1:{port}")[0] == 200
+        assert _get_with(port, "/status", host=f"localhost:{port}")[0] == 200
+        assert _get_with(port, "/status", host="camera.example")[0] == 200
+        status, _, body = _get_with(port, "/status", host=f"attacker.example:{port}")  # DNS rebinding
+        assert status == 403 and b"--serve-allow-host" in body
+        assert _raw_request(port, b"GET /status HTTP/1.0\r\n\r\n").split()[1] == b"403"  # no Host at all
+    finally:
+        server.close()
+
+
+def test_token_is_required_on_every_request_when_set():
+    server = StreamServer("127.0.0.1", 0, token="s3cret").start()
+    port = server.address[1]
+    try:
+        assert _get_with(port, "/status")[0] == 401
+        assert _get_with(port, "/status?token=wrong")[0] == 401
+        assert _get_with(port, "/status", headers="Authorization: Bearer s3cret\r\n")[0] == 200
+        status, head, _ = _get_with(port, "/?token=s3cret")
+        assert status == 200 and b"Set-Cookie: vgg_edge_token=s3cret; Path=/; HttpOnly; SameSite=Strict" in head
+        assert _get_with(port, "/status", headers="Cookie: other=1; vgg_edge_token=s3cret\r\n")[0] == 200
+        assert _get_with(port, "/stream.mjpg", method="HEAD")[0] == 401
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "camera.example"])
+def test_binding_beyond_loopback_needs_a_token_or_the_insecure_flag(host):
+    with pytest.raises(ToolkitError, match="no authentication: set --serve-token TOKEN .*--serve-insecure"):
+        StreamServer(host, 0)
+
+
+def test_cli_refuses_a_lan_address_without_a_token(colour_models, capsys):
+    from runtime.__main__ import main
+
+    assert main(["--model", str(colour_models["int8"]), "--source", "nonexistent.avi", "--serve", "0.0.0.0:0",
+                 "--headless"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no authentication" in err[0] and "VGG_EDGE_TOKEN" in err[0]
+
+
+def test_head_is_answered_without_a_body():
+    server = StreamServer("127.0.0.1", 0).start()
+    port = server.address[1]
+    try:
+        for path in ("/", "/status", "/stream.mjpg"):
+            status, head, body = _get_with(port, path, method="HEAD")
+            assert status == 200 and body == b"", path
+        assert b"Content-Length" in _get_with(port, "/status", method="HEAD")[1]
+    finally:
+        server.close()
+
+
+_IDLE_SOCKETS = 200
+_ANSWER_WITHIN_S = 1.0  # /status must keep answering this fast whatever else is connected
+
+
+def test_status_answers_while_idle_sockets_and_more_than_the_cap_of_viewers_are_connected(colour_models, red_video):
+    cap = 3
+    classifier = Classifier(*locate_model(colour_models["int8"]))
+    server = StreamServer("127.0.0.1", 0, source="test video", max_clients=cap).start()
+    stop = threading.Event()
+    grabber = FrameGrabber(open_source(str(red_video)), loop=True).start()
+    worker = threading.Thread(target=run_loop, args=(classifier, grabber, LoopOptions(), [server], stop))
+    worker.start()
+    port = server.address[1]
+    sockets = []
+    try:
+        deadline = time.monotonic() + _TIMEOUT_S
+        while server.snapshot()[0] == 0 and time.monotonic() < deadline:  # the first frame is out
+            time.sleep(0.01)
+        for _ in range(_IDLE_SOCKETS):  # connect and say nothing: each used to hold a thread forever
+            sockets.append(socket.create_connection(("127.0.0.1", port), timeout=_TIMEOUT_S))
+        viewers = []
+        for _ in range(cap + 2):
+            conn = socket.create_connection(("127.0.0.1", port), timeout=_TIMEOUT_S)
+            conn.sendall(f"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+            viewers.append(conn)
+            sockets.append(conn)
+        answers = [conn.recv(64) for conn in viewers]
+        assert sum(a.startswith(b"HTTP/1.1 200") for a in answers) == cap, answers
+        assert sum(a.startswith(b"HTTP/1.1 503") for a in answers) == 2, answers
+        for _ in range(5):
+            started = time.perf_counter()
+            status, _, body = _get_with(port, "/status", timeout=_ANSWER_WITHIN_S)
+            assert status == 200 and time.perf_counter() - started < _ANSWER_WITHIN_S
+        assert json.loads(body)["label"] == "red"
+        assert server.refused["viewers"] == 2
+    finally:
+        for conn in sockets:
+            conn.close()
+        stop.set()
+        worker.join(timeout=_TIMEOUT_S)
+        grabber.stop()
+        server.close()
+    assert not worker.is_alive()
+
+
+def _serve_cli(model, video, *extra):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "--model", str(model), "--source", str(video), "--headless", "--loop",
+         "--serve", "127.0.0.1:0", *extra],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace")
+    for _ in range(50):
+        line = process.stderr.readline()
+        if match := re.match(r"serving on (http://127\.0\.0\.1:\d+/)", line):
+            return process, match.group(1)
+    process.kill()
+    raise AssertionError("no 'serving on' line")
+
+
+def test_clients_that_reset_early_are_dropped_quietly(colour_models, red_video):
+    process, url = _serve_cli(colour_models["int8"], red_video)
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    try:
+        assert len(_read_mjpeg_parts(f"{url}stream.mjpg", 1)) == 1  # frames are flowing
+        for i in range(12):
+            conn = socket.create_connection(("127.0.0.1", port), timeout=_TIMEOUT_S)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+            request = f"GET {'/stream.mjpg' if i % 2 else '/frame.jpg'} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+            if i % 3 == 0:  # reset in the middle of the answer
+                conn.sendall(request)
+                conn.recv(16)
+            else:  # reset in the middle of the request
+                conn.sendall(request[: 10 + i * 3])
+            conn.close()
+        assert json.loads(_get(f"{url}status")[2])["label"] == "red"  # still serving
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=_TIMEOUT_S)
+    finally:
+        process.kill()
+    assert process.returncode == 0
+    assert "Traceback" not in err and "Exception" not in err, err
+
+
+_PI_FD_LIMIT = 1024  # Raspberry Pi OS's default soft limit on open files
+_FLOOD_SOCKETS = 1100  # more idle sockets than a Pi process has file descriptors
+
+
+def test_a_flood_of_idle_sockets_beyond_the_fd_limit_does_not_stop_status(colour_models, red_video):
+    import resource
+
+    def pi_limits():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (_PI_FD_LIMIT, _PI_FD_LIMIT))
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runtime", "--model", str(colour_models["int8"]), "--source", str(red_video),
+         "--headless", "--loop", "--serve", "127.0.0.1:0"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
+        preexec_fn=pi_limits)
+    sockets = []
+    try:
+        url = None
+        for _ in range(50):
+            if match := re.match(r"serving on (http://127\.0\.0\.1:(\d+)/)", process.stderr.readline()):
+                url, port = match.group(1), int(match.group(2))
+                break
+        assert url, "no 'serving on' line"
+        for _ in range(_FLOOD_SOCKETS):
+            sockets.append(socket.create_connection(("127.0.0.1", port), timeout=_TIMEOUT_S))
+        time.sleep(0.5)  # let the server accept (and shed) them all
+        for _ in range(5):
+            started = time.perf_counter()
+            status, _, _ = _get_with(port, "/status", timeout=_ANSWER_WITHIN_S)
+            assert status == 200 and time.perf_counter() - started < _ANSWER_WITHIN_S
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=_TIMEOUT_S)
+    finally:
+        for conn in sockets:
+            conn.close()
+        process.kill()
+    assert process.returncode == 0 and "Traceback" not in err, err
