@@ -120,9 +120,10 @@ class Classifier(TFLiteModel):
         super().__init__(model_path, num_threads)
         self.metadata = metadata
         expected = (1, metadata.input.height, metadata.input.width, 3)
-        if tuple(self.input_detail["shape"]) != expected:
+        shape = tuple(int(side) for side in self.input_detail["shape"])
+        if shape != expected:
             raise ToolkitError(
-                f"{self.model_path}: model input shape {tuple(self.input_detail['shape'])} does not match the "
+                f"{self.model_path}: model input shape {shape} does not match the "
                 f"metadata's {expected}; use the metadata.json written with this model"
             )
         if int(self.output_detail["shape"][-1]) != len(metadata.labels):

@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 
 from runtime.capture import FrameGrabber
+from runtime.errors import ToolkitError
+from runtime.files import check_writable
 from runtime.interpreter import Classifier
 from runtime.sources import Frame
 
@@ -169,14 +171,27 @@ class SaveEverySink:
     def __init__(self, folder: Path, every: int):
         self.folder = Path(folder)
         self.every = every
-        self.folder.mkdir(parents=True, exist_ok=True)
+        check_writable(self.folder, "--save-dir", folder=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise ToolkitError(f"--save-dir {self.folder}: cannot create the folder ({error.strerror}); "
+                               "pick a writable folder") from None
 
     def emit(self, result: FrameResult, annotated_bgr: np.ndarray | None) -> None:
         if annotated_bgr is not None and result.frame.index % self.every == 0:
             path = self.folder / f"frame_{result.frame.index:06d}.jpg"
             tmp = path.with_suffix(".tmp.jpg")
-            cv2.imwrite(str(tmp), annotated_bgr)
-            tmp.replace(path)
+            ok, encoded = cv2.imencode(".jpg", annotated_bgr)
+            try:
+                if not ok:
+                    raise OSError("JPEG encoding failed")
+                tmp.write_bytes(encoded.tobytes())
+                tmp.replace(path)
+            except OSError as error:  # e.g. the disk filled up or the folder was removed during the run
+                tmp.unlink(missing_ok=True)
+                raise ToolkitError(f"--save-dir {self.folder}: cannot write {path.name} "
+                                   f"({error.strerror or error}); free space or pick another folder") from None
 
     def close(self) -> None:
         pass

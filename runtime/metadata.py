@@ -57,27 +57,75 @@ class ModelMetadata:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "metadata") -> "ModelMetadata":
-        try:
-            section = data["input"]
-            spec = InputSpec(
-                height=int(section["height"]),
-                width=int(section["width"]),
-                resize=ResizeMode(section.get("resize", ResizeMode.SQUASH.value)),
-                normalization=Normalization(section.get("normalization", Normalization.RAW.value)),
-            )
-            labels = [str(label) for label in data["labels"]]
-        except (KeyError, TypeError, ValueError) as error:
-            raise ToolkitError(f"{source}: malformed metadata ({error!r}); regenerate it with `make convert`") from None
+    def from_dict(cls, data: Any, source: str = "metadata") -> "ModelMetadata":
+        """Reads the device-facing keys, checking each against the schema of :meth:`to_dict`.
+
+        Raises:
+            ToolkitError: One line naming the key, what it holds and what it should hold.
+        """
+        def bad(key: str, expected: str, value: Any) -> ToolkitError:
+            return ToolkitError(f"{source}: {key} must be {expected}, found {_shown(value)}; "
+                                "regenerate it with `make convert` or fix the value")
+
+        if not isinstance(data, dict):
+            raise bad("the file", "a JSON object", data)
+        labels = data.get("labels")
+        if not (isinstance(labels, list) and labels and all(isinstance(label, str) for label in labels)):
+            raise bad("labels", "a non-empty list of class names (strings)", labels)
+        section = data.get("input")
+        if not isinstance(section, dict):
+            raise bad("input", "an object with height and width", section)
+        size = {}
+        for key in ("height", "width"):
+            value = section.get(key)
+            if not _is_int(value) or not 1 <= value <= _MAX_SIDE:
+                raise bad(f"input.{key}", f"an integer in 1..{_MAX_SIDE}", value)
+            size[key] = value
+        if section.get("channels", 3) != 3:
+            raise bad("input.channels", "3", section.get("channels"))
+        color_order = section.get("color_order", "RGB")
+        if color_order != "RGB":
+            raise bad("input.color_order", '"RGB" (the runtime converts camera frames to RGB)', color_order)
+        resize = _enum(ResizeMode, section.get("resize", ResizeMode.SQUASH.value), "input.resize", bad)
+        normalization = _enum(Normalization, section.get("normalization", Normalization.RAW.value),
+                              "input.normalization", bad)
+        in_model = section.get("in_model_normalization", "none")
+        if not isinstance(in_model, str):
+            raise bad("input.in_model_normalization", "a string", in_model)
+        output = data.get("output", {})
+        if not isinstance(output, dict):
+            raise bad("output", "an object such as {\"activation\": \"softmax\", \"top_k\": 1}", output)
+        top_k = output.get("top_k", 1)
+        if not _is_int(top_k) or not 1 <= top_k <= len(labels):
+            raise bad("output.top_k", f"an integer in 1..{len(labels)} (the number of labels)", top_k)
         known = {"format_version", "task", "labels", "input", "output"}
         return cls(
-            labels=labels,
-            input=spec,
-            color_order=str(section.get("color_order", "RGB")),
-            in_model_normalization=str(section.get("in_model_normalization", "none")),
-            top_k=int(data.get("output", {}).get("top_k", 1)),
+            labels=list(labels),
+            input=InputSpec(height=size["height"], width=size["width"], resize=resize, normalization=normalization),
+            color_order=color_order,
+            in_model_normalization=in_model,
+            top_k=top_k,
             extra={key: value for key, value in data.items() if key not in known},
         )
+
+
+_MAX_SIDE = 4096  # pixels: no model of this toolkit takes more; a typo such as 224000 is caught here
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, (set, tuple)) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _enum(kind: type, value: Any, key: str, bad) -> Any:
+    try:
+        return kind(value)
+    except ValueError:
+        raise bad(key, " or ".join(f'"{member.value}"' for member in kind), value) from None
 
 
 def read_metadata(path: str | Path) -> ModelMetadata:
@@ -93,8 +141,10 @@ def read_metadata(path: str | Path) -> ModelMetadata:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ToolkitError(f"{path}: metadata not found; keep metadata.json beside the model (written by `make convert`)") from None
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ToolkitError(f"{path}: not valid JSON ({error}); regenerate it with `make convert`") from None
+    except OSError as error:
+        raise ToolkitError(f"{path}: cannot read metadata ({error.strerror}); check the file") from None
     return ModelMetadata.from_dict(data, source=str(path))
 
 

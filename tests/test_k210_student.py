@@ -305,11 +305,37 @@ def test_teacher_outputs_match_the_teacher_and_bfloat16_stays_close(head_kind):
     logits, fmaps = teacher_outputs(teacher, layout, images, maps)
     np.testing.assert_allclose(logits, expected, atol=1e-4)
     assert (fmaps is not None) == maps and (not maps or fmaps.shape == (40, 2, 2, 128))
-    logits_bf16, fmaps_bf16 = teacher_outputs(teacher, layout, images, maps, "mixed_bfloat16")
-    # bf16 keeps 8 mantissa bits: the logits move a little, never as much as the spread between images.
+    logits_bf16, _ = teacher_outputs(teacher, layout, images, maps, "mixed_bfloat16")
+    # bf16 keeps 8 significant bits: the outputs move a little, far less than they differ between images.
+    # That holds on every CPU; the tighter bound of the next test only where bf16 is native.
     drift = np.abs(np.exp(logits_bf16) - np.exp(expected)).max()
-    assert 0 < drift < 0.05 < np.exp(expected)[:, 1].std()
+    assert 0 < drift < np.exp(expected)[:, 1].std() / BF16_SPREAD_FRACTION
     assert teacher.get_layer(layout.trunk.name).dtype_policy.name == "float32"  # the teacher itself untouched
+
+
+# CPU-dependent. With native bf16 (avx512_bf16: the AMD EPYC Zen 4 this project was first measured on) the
+# teacher's probabilities moved less than BF16_NATIVE_MAX_DRIFT on these 40 images, for both heads. On an
+# AVX2-only EPYC, where TensorFlow emulates bf16 with other rounding, they moved 0.026 (block4-conv) and 0.070
+# (gap); `make kmodel` does not distil in bf16 there (--precision auto picks float32). On both, the drift is
+# under a third of the spread of the outputs between images (0.29 and 0.34): the CPU-independent bound.
+BF16_NATIVE_MAX_DRIFT = 0.05
+BF16_SPREAD_FRACTION = 3
+
+
+@pytest.mark.parametrize("head_kind", [HeadKind.BLOCK4_CONV, HeadKind.GAP])
+def test_native_bfloat16_moves_the_teacher_less_than_its_bound(head_kind):
+    from convert.head import predict_batched
+    from convert.k210 import BF16_CPU_FLAGS, teacher_outputs, training_dtype
+
+    if training_dtype("auto") != "mixed_bfloat16":
+        pytest.skip(f"this CPU has no bf16 instructions ({' or '.join(BF16_CPU_FLAGS)}): TensorFlow emulates bf16 "
+                    "with other rounding, and `make kmodel` distils in float32 here (--precision auto)")
+    teacher = _teacher(head_kind)
+    images = np.random.default_rng(3).integers(0, 256, (40, 32, 32, 3)).astype(np.uint8)
+    expected = predict_batched(teacher, images.astype(np.float32))
+    logits_bf16, _ = teacher_outputs(teacher, teacher_layout(teacher), images, head_kind is HeadKind.BLOCK4_CONV,
+                                     "mixed_bfloat16")
+    assert np.abs(np.exp(logits_bf16) - expected).max() < BF16_NATIVE_MAX_DRIFT
 
 
 def test_default_plan_is_the_wide_student_for_the_block4_head():
