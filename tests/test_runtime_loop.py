@@ -169,6 +169,26 @@ def _wrong_shape(tmp_path: Path, model: Path) -> Path:
     return folder
 
 
+def _metadata_with(change):
+    """A model folder whose metadata.json was edited by ``change(metadata)``."""
+    def make(tmp_path: Path, model: Path) -> Path:
+        folder = tmp_path / "edited"
+        folder.mkdir()
+        (folder / "model_int8.tflite").write_bytes(model.read_bytes())
+        metadata = json.loads((model.parent / METADATA_FILE).read_text())
+        change(metadata)
+        (folder / METADATA_FILE).write_text(json.dumps(metadata))
+        return folder
+
+    return make
+
+
+def _a_file(tmp_path: Path, name: str = "plain.txt") -> Path:
+    path = tmp_path / name
+    path.write_text("not a folder")
+    return path
+
+
 def _corrupt_images(tmp_path: Path) -> Path:
     folder = tmp_path / "corrupt"
     folder.mkdir()
@@ -194,11 +214,27 @@ def _truncated_video(tmp_path: Path) -> Path:
     (None, _truncated_video, [], "cut.avi: "),
     (None, lambda tmp: "7", ["--retries", "1", "--retry-delay", "0.01"], "camera device 7: cannot open"),
     (None, lambda tmp: "0", ["--serve", "localhost:99999"], "expected HOST:PORT"),
+    (_metadata_with(lambda m: m.update(labels="red,green")), None, [], "labels must be a non-empty list"),
+    (_metadata_with(lambda m: m.update(labels=[])), None, [], "labels must be a non-empty list"),
+    (_metadata_with(lambda m: m.update(labels=["red", 2])), None, [], "labels must be a non-empty list"),
+    (_metadata_with(lambda m: m.update(output=[])), None, [], "output must be an object"),
+    (_metadata_with(lambda m: m["output"].update(top_k="two")), None, [], 'output.top_k must be an integer'),
+    (_metadata_with(lambda m: m["output"].update(top_k=True)), None, [], 'output.top_k must be an integer'),
+    (_metadata_with(lambda m: m.update(input=[32, 32])), None, [], "input must be an object"),
+    (_metadata_with(lambda m: m["input"].update(height="32")), None, [], "input.height must be an integer"),
+    (_metadata_with(lambda m: m["input"].update(resize="zoom")), None, [], 'input.resize must be "squash"'),
+    (_metadata_with(lambda m: m["input"].update(color_order="BGR")), None, [], "input.color_order must be"),
+    (_metadata_with(lambda m: m.clear()), None, [], "labels must be"),
+    (None, None, ["--summary", "/proc/vgg-edge-summary.json"], "--summary /proc/vgg-edge-summary.json: cannot write"),
+    (None, None, ["--summary", "{tmp}"], "is a folder; pass a file path"),
+    (None, None, ["--save-every", "1", "--save-dir", "{tmp}/plain.txt/frames"], "nothing can be written under it"),
+    (None, None, ["--save-every", "1", "--save-dir", "{tmp}/plain.txt"], "is a file, not a folder"),
 ])
 def test_bad_input_is_one_line_and_non_zero(colour_models, tmp_path, make_model, make_source, extra, message):
     model = make_model(tmp_path, colour_models["int8"]) if make_model else colour_models["int8"]
     source = make_source(tmp_path) if make_source else _colour_video(tmp_path / "ok.avi")
-    done = run_cli("--model", model, "--source", source, "--headless", *extra)
+    _a_file(tmp_path)
+    done = run_cli("--model", model, "--source", source, "--headless", *[arg.format(tmp=tmp_path) for arg in extra])
     err = done.stderr.strip().splitlines()
     errors = [line for line in err if line.startswith("error: ")]
     assert done.returncode == 2, done.stderr
@@ -206,6 +242,16 @@ def test_bad_input_is_one_line_and_non_zero(colour_models, tmp_path, make_model,
     assert len(errors) == 1 and errors[0] == err[-1] and message in errors[0], done.stderr
     assert "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+@pytest.mark.parametrize("flag, value", [
+    ("--retries", "-1"), ("--max-frames", "0"), ("--duration", "nan"), ("--retry-delay", "-1"), ("--top-k", "0"),
+    ("--threads", "0"), ("--smooth", "0"), ("--camera-size", "640"), ("--serve-max-clients", "0"),
+])
+def test_bad_flag_is_one_line(flag, value):
+    done = run_cli("--source", "x.avi", flag, value)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and f"argument {flag}" in done.stderr, done.stderr
 
 
 def test_corrupt_frames_in_a_folder_are_skipped_and_the_run_goes_on(colour_models, tmp_path):
