@@ -244,7 +244,8 @@ class StreamServer:
         if not header:
             return False
         name = _host_name(header)
-        return name in self._allowed or name == local_address.lower()
+        local = local_address.lower().removeprefix("::ffff:")  # an IPv4 client of a dual-stack socket
+        return name in self._allowed or name == local
 
     def token_ok(self, authorization: str | None, query_token: str | None, cookie: str | None) -> bool:
         if self.token is None:
