@@ -104,23 +104,18 @@ class LayerError:
                 "scale": self.scale, "max_abs_error": round(self.max_abs_error, 6)}
 
 
-def layer_errors(converter, debug_inputs: np.ndarray) -> list[LayerError]:
-    """Per-layer error of the int8 model, worst first (QuantizationDebugger on ``debug_inputs``).
+def layer_errors(debugger) -> list[LayerError]:
+    """Per-layer error of the int8 model, worst first.
 
     Args:
-        converter: An int8 converter with calibration set (see ``export.int8_converter``).
-        debug_inputs: float32 (N, H, W, 3) inputs to measure on.
+        debugger: A QuantizationDebugger made with the inputs to measure on as its debug dataset (see
+            ``export.quantization_debugger``).
     """
     import warnings
-
-    import tensorflow as tf
 
     with warnings.catch_warnings():
         # The debugger runs tf.lite.Interpreter, which warns about its own deprecation on every use.
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=lambda: ([sample[None].astype(np.float32)] for sample in debug_inputs)
-        )
         debugger.run()
     buffer = io.StringIO()
     debugger.layer_statistics_dump(buffer)
@@ -226,6 +221,10 @@ def render_markdown(report: dict) -> str:
     if report.get("fix"):
         fix = report["fix"]
         lines += ["## Automatic fix", "", fix["summary"], ""]
+        if fix.get("test_top1_agreement_before") is not None:
+            after = fix.get("test_top1_agreement_after")
+            lines += [f"Test-set top-1 agreement of the full-integer model: {fix['test_top1_agreement_before']:.2%}"
+                      + (f"; after the fix: {after:.2%}." if after is not None else "."), ""]
         for step in fix.get("steps", []):
             lines.append(f"- {step}")
         lines.append("")

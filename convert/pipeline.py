@@ -33,7 +33,7 @@ from convert.export import (
     Target,
     export,
     export_tflite_int8,
-    int8_converter,
+    quantization_debugger,
 )
 from convert.head import (
     assemble,
@@ -274,13 +274,14 @@ def quantize_and_check(float_model: FloatModel, prepared: Prepared, calibration:
 
     debug_positions = _stratified_positions(dataset.test.labels, options.debug_images)
     debug_inputs = normalize(prepared.test_rgb[debug_positions], prepared.spec.normalization)
-    layers = drift.layer_errors(int8_converter(ctx.written[Target.SAVED_MODEL], calibration), debug_inputs)
+    layers = drift.layer_errors(quantization_debugger(ctx, debug_inputs))
 
     fix_report = None
     passed = test_cmp["top1_agreement"] >= options.min_agreement
     if not passed and options.fix is FixMode.AUTO:
         fix_report, fixed_path, fixed_scores = _auto_fix(ctx, float_model, prepared, metadata, layers, options,
                                                          int8_path)
+        fix_report["test_top1_agreement_before"] = test_cmp["top1_agreement"]  # the full-integer model's
         if fixed_path is not None:
             int8_scores = fixed_scores
             test_cmp = drift.compare(float_model.test_scores, int8_scores, test_labels)
