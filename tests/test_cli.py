@@ -181,3 +181,18 @@ def test_an_interrupt_removes_staging_and_work_folders_and_keeps_out(tmp_path, s
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "out", "tmp"]
     assert list(scratch.iterdir()) == []
     assert [p.name for p in out.iterdir()] == ["metadata.json"]  # OUT as it was
+
+
+def test_tensorflow_start_up_lines_do_not_precede_the_error(tmp_path):
+    """In a fresh process TensorFlow's C++ side prints absl and CUDA lines on import; they are silenced."""
+    root = tmp_path / "data"
+    _tree(root)
+    for path in (root / "test" / "cat").iterdir():
+        path.write_bytes(b"GIF89a broken")  # the class keeps no test image: refused after TensorFlow loaded
+    done = subprocess.run(
+        [sys.executable, "-m", "convert", "--data", str(root), "--out", str(tmp_path / "out"), "--input-size", "32",
+         "--calib", "4", "--weights", "hed"], cwd=ROOT, capture_output=True, text=True, timeout=_RUN_LIMIT_S)
+    lines = [line for line in done.stderr.replace("\r", "\n").splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr
+    _one_error_line(lines, "class 'cat' has 0 usable test image(s) of 2 (2 undecodable")
+    assert all(line.startswith(("decode ", "error: ")) for line in lines), lines  # progress bars and our line
