@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from calibration.select import file_sha256 as sha256_file  # one hashing helper for manifests and artifacts
-from runtime.cli import signals_deferred
+from runtime.cli import check_interrupted, signals_deferred
 from runtime.errors import ToolkitError
 from runtime.files import check_writable, umask, write_bytes_atomic, write_json_atomic, write_text_atomic  # noqa: F401
 from runtime.metadata import METADATA_FILE
@@ -107,7 +107,8 @@ class StagingDir:
             self._done = True  # keep the finished artifacts: the user may want them
             raise ToolkitError(f"{reason} (it changed during the run; the new artifacts are in {self.path})")
         old = None
-        with signals_deferred():  # an interrupt between the two renames would leave no OUT at all
+        check_interrupted()  # an interrupt that a finalizer swallowed must not let the run replace OUT
+        with signals_deferred(raise_after=False):  # an interrupt between the two renames would leave no OUT
             if dest.exists():
                 old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
                 os.replace(dest, old)

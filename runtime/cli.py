@@ -29,10 +29,29 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
+_received: list[int] = []  # the signal that arrived, kept for check_interrupted()
+
+
+_deferring: list[bool] = []  # non-empty inside signals_deferred(): a signal is noted, raised at its end
+
+
 def _raise_interrupted(signum, _frame) -> None:
     for sig in _SIGNALS:  # clean-up on the way out must not be cut short by a second signal
         signal.signal(sig, signal.SIG_IGN)
-    raise Interrupted(signum)
+    _received.append(signum)
+    if not _deferring:
+        raise Interrupted(signum)
+
+
+def check_interrupted() -> None:
+    """Raises :class:`Interrupted` again if a signal arrived whose exception was swallowed.
+
+    Python runs a signal handler in whatever the main thread executes next; when that is a finalizer
+    (``__del__``, a weakref callback, which TensorFlow's objects have), the exception it raises is printed
+    as "ignored" and lost. Long loops and the final swap call this, so such a run still ends as interrupted.
+    """
+    if _received:
+        raise Interrupted(_received[0])
 
 
 def run_main(body: Callable[[], int], interrupted: str = "nothing was left half-written") -> int:
@@ -43,6 +62,7 @@ def run_main(body: Callable[[], int], interrupted: str = "nothing was left half-
         interrupted: What the interrupt line adds after "interrupted by SIGTERM".
     """
     previous = {}
+    _received.clear()
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.signal(sig, _raise_interrupted) for sig in _SIGNALS}
     try:
@@ -54,22 +74,26 @@ def run_main(body: Callable[[], int], interrupted: str = "nothing was left half-
         print(f"error: interrupted by {stop}; {interrupted}", file=sys.stderr, flush=True)
         return 128 + stop.signum
     finally:
+        _received.clear()  # the interrupt belonged to this run; a later run in the same process starts clean
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Holds SIGINT and SIGTERM back while a folder is made and registered for clean-up.
+def signals_deferred(raise_after: bool = True) -> Iterator[None]:
+    """Holds an interrupt back while a folder is made and registered for clean-up, or OUT is swapped.
 
-    Between ``mkdtemp`` returning and its ``with`` block owning the folder, an interrupt would leave it
-    behind; held back, it is delivered (and raised) as soon as the block ends, when the clean-up is in place.
+    Between ``mkdtemp`` returning and its ``with`` block owning the folder, or between the two renames of a
+    swap, an exception would leave a folder behind or no OUT at all. A signal arriving inside is noted and
+    raised as :class:`Interrupted` when the block ends (unless ``raise_after`` is False: a swap that
+    completed has finished the run, and saying "interrupted, OUT as it was" would then be false). Python
+    runs signal handlers in the main thread whatever thread the kernel picked, so a flag defers them where
+    ``pthread_sigmask`` in one thread would not: TensorFlow's threads would still take the signal.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+    _deferring.append(True)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        _deferring.pop()
+    if raise_after and not _deferring:
+        check_interrupted()

@@ -196,3 +196,64 @@ def test_tensorflow_start_up_lines_do_not_precede_the_error(tmp_path):
     assert done.returncode == 2, done.stderr
     _one_error_line(lines, "class 'cat' has 0 usable test image(s) of 2 (2 undecodable")
     assert all(line.startswith(("decode ", "error: ")) for line in lines), lines  # progress bars and our line
+
+
+@pytest.mark.parametrize("module, argv", [
+    ("convert.k210_plan", ["--blocks", "0"]),
+    ("convert.k210_plan", ["--width", "0"]),
+    ("convert.k210_plan", ["--classes", "1"]),
+    ("convert.bench", ["--runs", "0"]),
+    ("runtime.bench", ["--video", "x.avi", "--frames", "1"]),
+    ("runtime.bench", ["--video", "x.avi", "--repeats", "0"]),
+])
+def test_other_commands_refuse_bad_numbers_in_one_line(capsys, module, argv):
+    import importlib
+
+    with pytest.raises(SystemExit) as info:
+        importlib.import_module(module).main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and f"argument {argv[-2]}" in err[0], err
+
+
+def test_help_shows_the_values_users_type():
+    text = build_parser().format_help()
+    assert "{vgg16,vgg19}" in text and "{auto,gap,flatten-mlp,block4-conv,imagenet}" in text
+    assert "Arch." not in text and "HeadKind." not in text
+
+
+def test_an_interrupt_swallowed_by_a_finalizer_is_raised_at_the_next_checkpoint(capsys):
+    """Python runs the handler in whatever the main thread does next; inside a __del__ its exception is lost."""
+    from convert.progress import progress
+    from runtime import cli
+
+    class Finalized:
+        def __del__(self):
+            cli._raise_interrupted(signal.SIGTERM, None)  # what the signal handler does, at the worst moment
+
+    done = []
+
+    def body():
+        Finalized()  # Python prints "Exception ignored in ..." and carries on
+        for item in progress(range(3), "work"):
+            done.append(item)
+        return 0
+
+    assert cli.run_main(body, interrupted="checked") == 143
+    assert done == [] and "interrupted by SIGTERM; checked" in capsys.readouterr().err
+
+
+def test_a_signal_inside_signals_deferred_is_raised_when_the_block_ends():
+    from runtime import cli
+
+    events = []
+
+    def body():
+        with cli.signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)  # the handler has run by now, in this thread
+            events.append("finished the block")
+        events.append("after the block")
+        return 0
+
+    assert cli.run_main(body) == 143 and events == ["finished the block"]
+    assert signal.getsignal(signal.SIGTERM) is not cli._raise_interrupted  # handlers restored
