@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.argtypes import OneLineParser, positive_int
 from runtime.errors import ToolkitError
 
 WARMUP_RUNS = 3  # first invokes allocate and pack weights
@@ -124,12 +125,12 @@ def run_bench(artifacts: Path, runs: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m convert.bench", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineParser(prog="python -m convert.bench", description=__doc__.splitlines()[0],
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--artifacts", type=Path, default=Path("artifacts/vgg16_cats_dogs"), help="OUT of make convert")
-    parser.add_argument("--runs", type=int, default=30, help="timed runs per model (median reported)")
+    parser.add_argument("--runs", type=positive_int, default=30, help="timed runs per model (median reported)")
     parser.add_argument("--one", type=str, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=positive_int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
         if args.one:

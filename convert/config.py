@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from pathlib import Path
 
+from runtime.choices import Choice
 from runtime.preprocess import ResizeMode
 
 MIN_INPUT_SIZE = 32  # pixels: VGG's five 2x2 poolings leave 1x1 at 32
@@ -13,14 +13,14 @@ MAX_INPUT_SIZE = 1024  # pixels: a VGG16 at 1024 already needs 268 MB for one bl
 MAX_SEED = 2**32 - 1  # NumPy's seeds are unsigned 32-bit
 
 
-class Arch(str, enum.Enum):
+class Arch(Choice):
     """Backbone architecture (keras.applications)."""
 
     VGG16 = "vgg16"
     VGG19 = "vgg19"
 
 
-class WeightsSource(str, enum.Enum):
+class WeightsSource(Choice):
     """Where the backbone's conv weights come from. A file path is accepted too (see ``ConvertOptions``)."""
 
     IMAGENET = "imagenet"  # Keras' ImageNet weights (downloaded when online)
@@ -28,7 +28,7 @@ class WeightsSource(str, enum.Enum):
     AUTO = "auto"  # ImageNet when it can be had, else hed, with a one-line notice
 
 
-class HeadKind(str, enum.Enum):
+class HeadKind(Choice):
     """The classifier on top of the conv base."""
 
     AUTO = "auto"  # gap for ImageNet weights; block4-conv for the hed weights (their block5 was retrained for edges)
@@ -38,7 +38,7 @@ class HeadKind(str, enum.Enum):
     IMAGENET = "imagenet"  # VGG's own 1000-class top (fc6/fc7/predictions); no training
 
 
-class FineTune(str, enum.Enum):
+class FineTune(Choice):
     """Whether block5 is trained with the head."""
 
     AUTO = "auto"  # on for the weak offline hed weights, off for ImageNet
@@ -46,14 +46,14 @@ class FineTune(str, enum.Enum):
     OFF = "off"
 
 
-class IOType(str, enum.Enum):
+class IOType(Choice):
     """The integer model's input/output tensor type."""
 
     INT8 = "int8"
     UINT8 = "uint8"
 
 
-class FixMode(str, enum.Enum):
+class FixMode(Choice):
     """What happens when int8 drift exceeds the budget."""
 
     AUTO = "auto"  # leave the layers the debugger blames in float until the budget is met; reported as such

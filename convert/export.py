@@ -7,7 +7,6 @@ The TFLite targets chain on the SavedModel target: Keras 3 ``model.export()`` th
 from __future__ import annotations
 
 import contextlib
-import enum
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import numpy as np
 
 from convert.artifacts import write_bytes_atomic
 from convert.config import IOType
+from runtime.choices import Choice
 from runtime.metadata import FLOAT_TFLITE_FILE, INT8_TFLITE_FILE  # noqa: F401  (file names are the runtime's)
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 KERAS_FILE = "model_float.keras"
 
 
-class Target(str, enum.Enum):
+class Target(Choice):
     KERAS = "keras"
     SAVED_MODEL = "saved-model"
     TFLITE_FLOAT = "tflite-float"

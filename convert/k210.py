@@ -430,7 +430,9 @@ def export_float(student, artifacts: Path) -> Path:
     """Float Keras + TFLite of the variant into ``artifacts``; returns the float TFLite nncase starts from."""
     from convert.export import ExportContext, Target, export
 
-    with tempfile.TemporaryDirectory(prefix="kmodel-export-") as tmp:
+    # Staged inside the artifacts folder: os.replace cannot move a file across file systems (EXDEV), and /tmp
+    # is often another one.
+    with tempfile.TemporaryDirectory(prefix=".kmodel-export-", dir=artifacts) as tmp:
         ctx = ExportContext(model=student, out_dir=Path(tmp), work_dir=Path(tmp))
         written = export(ctx, [Target.KERAS, Target.TFLITE_FLOAT])
         float_tflite = artifacts / K210_FLOAT_TFLITE_FILE

@@ -21,10 +21,19 @@ in MaixDuino, about 3.5 MB in MaixPy.
 from __future__ import annotations
 
 import argparse
-import enum
 import math
 import sys
 from dataclasses import dataclass, field
+
+from runtime.argtypes import (
+    OneLineParser,
+    fraction_above_zero,
+    int_in_range,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+from runtime.choices import Choice
 
 KPU_RAM_BYTES = 2 * 1024 * 1024
 KPU_ROW_BYTES = 64
@@ -39,7 +48,7 @@ MB = 1_000_000
 ROOM_TO_SPARE = 0.25
 
 
-class Deployment(str, enum.Enum):
+class Deployment(Choice):
     """Where the kmodel runs; each has its own memory budget for kmodel + working memory."""
 
     STANDALONE_SDK = "standalone-sdk"  # Kendryte standalone SDK (C) with the nncase runtime
@@ -281,17 +290,20 @@ def largest_fitting(arch: str = "vgg16", classes: int = 2, deployment: Deploymen
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m convert.k210_plan", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineParser(prog="python -m convert.k210_plan", description=__doc__.splitlines()[0],
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--arch", type=str, default="vgg16", choices=list(VGG_BLOCKS))
-    parser.add_argument("--width", type=float, default=None, help="width multiplier; None = search")
-    parser.add_argument("--input-size", type=int, default=None, help="square input size; None = search")
-    parser.add_argument("--classes", type=int, default=2)
+    parser.add_argument("--width", type=fraction_above_zero, default=None,
+                        help="width multiplier in (0, 1]; None = search")
+    parser.add_argument("--input-size", type=positive_int, default=None, help="square input size; None = search")
+    parser.add_argument("--classes", type=int_in_range(2, 1000, "a classifier has two classes at least"), default=2)
     parser.add_argument("--deployment", type=str, default=Deployment.STANDALONE_SDK.value,
                         choices=[d.value for d in Deployment])
-    parser.add_argument("--max-gmacs", type=float, default=None, help="search only variants under this compute")
-    parser.add_argument("--blocks", type=int, default=None, help="conv blocks kept (4 = cut at block4_pool); None = all")
-    parser.add_argument("--reduce-channels", type=int, default=0, help="1x1 conv before the pooling (0 = none)")
+    parser.add_argument("--max-gmacs", type=positive_float, default=None, help="search only variants under this compute")
+    parser.add_argument("--blocks", type=int_in_range(1, 5, "VGG has five conv blocks"), default=None,
+                        help="conv blocks kept (4 = cut at block4_pool); None = all")
+    parser.add_argument("--reduce-channels", type=non_negative_int, default=0,
+                        help="1x1 conv before the pooling (0 = none)")
     args = parser.parse_args(argv)
     deployment = Deployment(args.deployment)
     if args.width is None or args.input_size is None:

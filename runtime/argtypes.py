@@ -80,6 +80,14 @@ def fraction(text: str) -> float:
     return value
 
 
+def fraction_above_zero(text: str) -> float:
+    """A number in (0, 1]: a multiplier that keeps something."""
+    value = float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1]")
+    return value
+
+
 def open_fraction(text: str) -> float:
     """A number in (0, 1): a share that must leave something on both sides."""
     value = float(text)

@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from runtime.argtypes import OneLineParser, int_in_range, non_negative_int, positive_int
 from runtime.capture import FrameGrabber, PreprocessIn
 from runtime.errors import ToolkitError
 from runtime.files import write_json_atomic
@@ -138,15 +139,15 @@ def render(report: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtime.bench", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineParser(prog="python -m runtime.bench", description=__doc__.splitlines()[0],
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--model", type=Path, default=Path("artifacts/vgg16_cats_dogs"),
                         help=f"artifacts folder (its {INT8_TFLITE_FILE}) or a .tflite")
     parser.add_argument("--video", type=Path, required=True, help="video file the loop reads (make camera builds one)")
-    parser.add_argument("--frames", type=int, default=200, help="frames measured per loop run")
-    parser.add_argument("--warmup", type=int, default=20, help="frames run before measuring")
-    parser.add_argument("--repeats", type=int, default=30, help="invokes per thread count")
-    parser.add_argument("--threads", type=int, default=None, help="interpreter threads in the loop runs; None = all")
+    parser.add_argument("--frames", type=int_in_range(2, 1_000_000, "a rate needs two frames"), default=200, help="frames measured per loop run")
+    parser.add_argument("--warmup", type=non_negative_int, default=20, help="frames run before measuring")
+    parser.add_argument("--repeats", type=positive_int, default=30, help="invokes per thread count")
+    parser.add_argument("--threads", type=positive_int, default=None, help="interpreter threads in the loop runs; None = all")
     parser.add_argument("--out", type=Path, default=None, help=f"JSON report (default: {BENCH_FILE} beside the model)")
     args = parser.parse_args(argv)
     try:

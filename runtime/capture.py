@@ -12,7 +12,6 @@ A camera that fails to open or stops delivering is closed and reopened with expo
 from __future__ import annotations
 
 import collections
-import enum
 import threading
 import time
 from dataclasses import dataclass
@@ -20,13 +19,14 @@ from typing import Callable
 
 import numpy as np
 
+from runtime.choices import Choice
 from runtime.errors import ToolkitError
 from runtime.sources import CameraError, Frame, FrameSource
 
 _READ_AHEAD = 2  # frames a file source decodes ahead of the model
 
 
-class PreprocessIn(str, enum.Enum):
+class PreprocessIn(Choice):
     """Which thread turns frames into model inputs."""
 
     LOOP = "loop"  # in series with inference: no work spent on camera frames that are dropped

@@ -227,8 +227,8 @@ def display_available() -> bool:
     return False
 
 
-def resident_mb() -> float:
-    """This process's resident memory (VmRSS) in MB; 0.0 where /proc is not available."""
+def resident_mb() -> float | None:
+    """This process's resident memory (VmRSS) in MB; None where /proc is not there (a chroot, not Linux)."""
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
@@ -236,7 +236,15 @@ def resident_mb() -> float:
                     return int(line.split()[1]) / 1024.0
     except OSError:
         pass
-    return 0.0
+    return None
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
+
+
+def _peak(peak: float | None, now: float | None) -> float | None:
+    return now if peak is None else peak if now is None else max(peak, now)
 
 
 @dataclass
@@ -248,9 +256,9 @@ class RunSummary:
     wall_s: float = 0.0
     latencies_ms: collections.deque = field(default_factory=_window)
     stage_ms: dict[str, collections.deque] = field(default_factory=lambda: collections.defaultdict(_window))
-    rss_mb_baseline: float = 0.0
-    rss_mb_end: float = 0.0
-    rss_mb_peak: float = 0.0
+    rss_mb_baseline: float | None = None  # None: unknown (no /proc)
+    rss_mb_end: float | None = None
+    rss_mb_peak: float | None = None
     dropped: int = 0
     reconnects: int = 0
     source_stats: dict = field(default_factory=dict)
@@ -268,8 +276,8 @@ class RunSummary:
             "latency_ms": {"p50": pct(self.latencies_ms, 50), "p95": pct(self.latencies_ms, 95),
                            "max": pct(self.latencies_ms, 100)},
             "stages_ms_median": {name: pct(values, 50) for name, values in self.stage_ms.items()},
-            "rss_mb": {"after_warmup": round(self.rss_mb_baseline, 1), "end": round(self.rss_mb_end, 1),
-                       "peak": round(self.rss_mb_peak, 1), "warmup_frames": _WARMUP_FRAMES},
+            "rss_mb": {"after_warmup": _rounded(self.rss_mb_baseline), "end": _rounded(self.rss_mb_end),
+                       "peak": _rounded(self.rss_mb_peak), "warmup_frames": _WARMUP_FRAMES},
             "dropped_frames": self.dropped,
             "reconnects": self.reconnects,
             **self.source_stats,
@@ -281,7 +289,8 @@ class RunSummary:
         return (f"summary: {data['frames']} frames in {data['wall_s']:.1f} s ({data['fps'] or 0:.1f} fps), "
                 f"latency p50 {latency['p50']} ms p95 {latency['p95']} ms, stopped by {data['stopped_by']}, "
                 f"dropped {data['dropped_frames']}, reconnects {data['reconnects']}, "
-                f"RSS {data['rss_mb']['after_warmup']} -> {data['rss_mb']['end']} MB")
+                + (f"RSS {data['rss_mb']['after_warmup']} -> {data['rss_mb']['end']} MB" if data["rss_mb"]["end"] is not None
+                   else "RSS unknown (no /proc)"))
 
 
 def classify_frame(classifier: Classifier, frame: Frame, smoother: ScoreSmoother, top_k: int,
@@ -360,11 +369,11 @@ def run_loop(classifier: Classifier, grabber: FrameGrabber, options: LoopOptions
             if summary.frames == _WARMUP_FRAMES:
                 summary.rss_mb_baseline = resident_mb()
             if summary.frames % 100 == 0:
-                summary.rss_mb_peak = max(summary.rss_mb_peak, resident_mb())
+                summary.rss_mb_peak = _peak(summary.rss_mb_peak, resident_mb())
     finally:
         summary.wall_s = time.perf_counter() - started
         summary.rss_mb_end = resident_mb()
-        summary.rss_mb_peak = max(summary.rss_mb_peak, summary.rss_mb_end)
+        summary.rss_mb_peak = _peak(summary.rss_mb_peak, summary.rss_mb_end)
         summary.dropped = grabber.dropped
         summary.reconnects = grabber.reconnects
         summary.source_stats = grabber.source.stats()

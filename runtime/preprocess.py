@@ -10,7 +10,6 @@ does the caffe-style RGB->BGR swap and ImageNet mean subtraction), so their meta
 
 from __future__ import annotations
 
-import enum
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from runtime.choices import Choice
 from runtime.errors import ToolkitError
 
 # Caffe-style ImageNet means in B, G, R order, as keras.applications.vgg16.preprocess_input uses them.
@@ -31,7 +31,7 @@ MAX_IMAGE_PIXELS = 89_478_485
 _LETTERBOX_FILL = 114  # grey, the value YOLO-style letterboxing uses
 
 
-class ResizeMode(str, enum.Enum):
+class ResizeMode(Choice):
     """How an image of any aspect ratio becomes the model's input size."""
 
     SQUASH = "squash"  # plain resize, aspect ratio not kept (what keras image_dataset_from_directory does)
@@ -39,7 +39,7 @@ class ResizeMode(str, enum.Enum):
     LETTERBOX = "letterbox"  # keep aspect ratio, pad with grey
 
 
-class Normalization(str, enum.Enum):
+class Normalization(Choice):
     """What the runtime does to the RGB 0..255 pixels before they reach the input tensor."""
 
     RAW = "raw"  # RGB 0..255 as float; the model normalizes inside its graph

@@ -394,3 +394,17 @@ def test_window_overlay_shows_frames_and_q_stops_the_loop(colour_models, tmp_pat
     assert shown[0].shape == original_bgr.shape
     assert (shown[0][:12, :30] != original_bgr[:12, :30]).any()  # the label box is drawn top-left
     np.testing.assert_array_equal(shown[0][-10:, -10:], original_bgr[-10:, -10:])  # in B, G, R, as OpenCV shows
+
+
+def test_summary_says_resident_memory_is_unknown_without_proc(monkeypatch):
+    from runtime import loop
+
+    def no_proc(*args, **kwargs):
+        raise FileNotFoundError("/proc/self/status")
+
+    monkeypatch.setattr(loop, "open", no_proc, raising=False)  # a chroot without /proc
+    assert loop.resident_mb() is None
+    summary = loop.RunSummary(frames=3, wall_s=1.5)
+    summary.rss_mb_end = loop._peak(None, loop.resident_mb())
+    assert "RSS unknown (no /proc)" in summary.one_line() and "0.0" not in summary.one_line()
+    assert summary.to_dict()["rss_mb"]["end"] is None
