@@ -111,11 +111,9 @@ def layer_errors(debugger) -> list[LayerError]:
         debugger: A QuantizationDebugger made with the inputs to measure on as its debug dataset (see
             ``export.quantization_debugger``).
     """
-    import warnings
+    from convert.export import interpreter_warnings_quiet
 
-    with warnings.catch_warnings():
-        # The debugger runs tf.lite.Interpreter, which warns about its own deprecation on every use.
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
+    with interpreter_warnings_quiet():
         debugger.run()
     buffer = io.StringIO()
     debugger.layer_statistics_dump(buffer)

@@ -99,7 +99,7 @@ def int8_converter(saved_model: Path, calibration: np.ndarray):
 
 
 @contextlib.contextmanager
-def _interpreter_warnings_quiet():
+def interpreter_warnings_quiet():
     # The debugger runs tf.lite.Interpreter, which warns about its own deprecation on every use.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated.*")
@@ -125,7 +125,7 @@ def quantization_debugger(ctx: ExportContext, debug_inputs: np.ndarray | None = 
         if ctx.calibration is None or len(ctx.calibration) == 0:
             raise ValueError("int8 export needs calibration inputs")
         samples = ctx.calibration[:1] if debug_inputs is None else debug_inputs
-        with _interpreter_warnings_quiet():
+        with interpreter_warnings_quiet():
             ctx.debugger = tf.lite.experimental.QuantizationDebugger(
                 converter=int8_converter(_saved_model(ctx), ctx.calibration),
                 debug_dataset=lambda: ([sample[None].astype(np.float32)] for sample in samples),
@@ -155,7 +155,7 @@ def export_tflite_int8(ctx: ExportContext) -> Path:
         from tensorflow.lite.python.util import modify_model_io_type
 
         debugger = quantization_debugger(ctx)
-        with _interpreter_warnings_quiet():  # the options setter re-quantizes from the calibrated model
+        with interpreter_warnings_quiet():  # the options setter re-quantizes from the calibrated model
             debugger.options = tf.lite.experimental.QuantizationDebugOptions(
                 denylisted_nodes=list(ctx.float_fallback_nodes))
         data = modify_model_io_type(debugger.get_nondebug_quantized_model(), io_dtype, tf.float32)
