@@ -148,8 +148,7 @@ def _token(args: argparse.Namespace) -> str | None:
     return args.serve_token or os.environ.get(TOKEN_ENV) or None
 
 
-def _start_server(args: argparse.Namespace, title: str, source: str):
-
+def _start_server(args: argparse.Namespace, title: str, source: str) -> StreamServer:
     host, port = parse_host_port(args.serve)
     token = _token(args)
     server = StreamServer(host, port, title=title, source=source, max_clients=args.serve_max_clients, token=token,
