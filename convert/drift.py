@@ -34,6 +34,64 @@ def run_classifier(model_path: Path, metadata: ModelMetadata, images_rgb: np.nda
     ])
 
 
+@dataclass
+class BudgetCheck:
+    """Whether a candidate model agrees with the reference often enough, measured until the answer is known.
+
+    Attributes:
+        passed: Top-1 agreement >= the budget on all ``n`` images.
+        n: Images the budget is judged on.
+        seen: Images run before the answer was known (``n`` when it passed).
+        disagreements: Top-1 disagreements among the ``seen`` images.
+        allowed: The most disagreements on ``n`` images that still meet the budget.
+    """
+
+    passed: bool
+    n: int
+    seen: int
+    disagreements: int
+    allowed: int
+
+    @property
+    def agreement(self) -> float | None:
+        """Top-1 agreement on all ``n`` images; None when the check stopped early."""
+        return 1.0 - self.disagreements / self.n if self.seen == self.n else None
+
+    def describe(self) -> str:
+        if self.agreement is not None:
+            return f"validation agreement {self.agreement:.2%}"
+        return (f"{self.disagreements} disagreements in the first {self.seen} of {self.n} images, more than the "
+                f"{self.allowed} the budget allows (stopped there)")
+
+
+def allowed_disagreements(n: int, min_agreement: float) -> int:
+    """The most top-1 disagreements on ``n`` images with agreement >= ``min_agreement``."""
+    return n - math.ceil(round(min_agreement * n, 9))  # round: 0.995 * 200 is 199.00000000000003
+
+
+def check_budget(model_path: Path, metadata: ModelMetadata, images_rgb: np.ndarray, reference: np.ndarray,
+                 min_agreement: float, desc: str, threads: int | None = None) -> BudgetCheck:
+    """Runs the model image by image and stops once it has more disagreements than the budget allows.
+
+    A candidate far from the budget is rejected after a few images instead of all of them; the answer is
+    the same as running them all. Images go in a fixed shuffled order, so a failure that sits in one class
+    (the images are sorted by class) is found as early as one spread over both.
+    """
+    from convert.progress import progress
+
+    classifier = Classifier(model_path, metadata, num_threads=threads)
+    n, allowed = len(images_rgb), allowed_disagreements(len(images_rgb), min_agreement)
+    reference_top = reference.argmax(1)
+    disagreements = 0
+    order = np.random.default_rng(0).permutation(n)
+    for seen, i in enumerate(progress(order, desc, total=n), start=1):
+        scores = classifier.predict(normalize(images_rgb[i], metadata.input.normalization))
+        disagreements += int(scores.argmax() != reference_top[i])
+        if disagreements > allowed:
+            return BudgetCheck(False, n, seen, disagreements, allowed)
+    return BudgetCheck(True, n, n, disagreements, allowed)
+
+
 def compare(reference: np.ndarray, candidate: np.ndarray, labels: np.ndarray | None) -> dict:
     """Agreement and probability drift of ``candidate`` against ``reference`` (both (N, C) scores)."""
     ref_top, cand_top = reference.argmax(1), candidate.argmax(1)

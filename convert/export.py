@@ -44,8 +44,8 @@ class ExportContext:
         io_type: The integer model's I/O dtype.
         float_fallback_nodes: Output tensor names of ops to leave in float (empty: full-integer).
         written: Target -> path written.
-        debugger: The QuantizationDebugger of :func:`quantization_debugger`, once made: it holds the
-            calibrated model, so the per-layer report and every float-fallback export share one calibration.
+        calibrated: The calibrated float model of :func:`calibrated_model`, once made: the full-integer
+            model, every float-fallback export and the per-layer report share this one calibration.
     """
 
     model: object
@@ -55,7 +55,7 @@ class ExportContext:
     io_type: IOType = IOType.INT8
     float_fallback_nodes: tuple[str, ...] = ()
     written: dict = field(default_factory=dict)
-    debugger: object | None = None
+    calibrated: bytes | None = None
 
 
 def export_keras(ctx: ExportContext) -> Path:
@@ -106,59 +106,67 @@ def interpreter_warnings_quiet():
         yield
 
 
-def quantization_debugger(ctx: ExportContext, debug_inputs: np.ndarray | None = None):
-    """TFLite's QuantizationDebugger on the context's SavedModel, calibrated once per context.
+def calibrated_model(ctx: ExportContext) -> bytes:
+    """The float TFLite model with every tensor's calibration statistics, made once per context.
 
-    Calibration (every calibration image through the float model with statistics) is most of an int8
-    conversion: about 0.35 s per 224x224 image here. The debugger keeps the calibrated model, so the
-    per-layer report and each float-fallback set of the automatic fix re-quantize it without calibrating
-    again (TensorFlow's selective-quantization recipe: set ``options``, then ``get_nondebug_quantized_model``).
+    Calibration (every calibration image through the float model, recording ranges) is most of an int8
+    conversion: about 0.35 s per 224x224 image here. The full-integer model, each float-fallback set of the
+    automatic fix and the per-layer report are all quantized from these bytes, as TensorFlow's
+    QuantizationDebugger does (``_experimental_calibrate_only``, then ``convert.mlir_quantize``; both are
+    TensorFlow internals, which ``tests/test_export.py`` checks against a plain ``converter.convert()``).
+    """
+    if ctx.calibrated is None:
+        if ctx.calibration is None or len(ctx.calibration) == 0:
+            raise ValueError("int8 export needs calibration inputs")
+        converter = int8_converter(_saved_model(ctx), ctx.calibration)
+        converter._experimental_calibrate_only = True  # noqa: SLF001  (the debugger's own switch)
+        ctx.calibrated = converter.convert()
+    return ctx.calibrated
+
+
+def _quantize(ctx: ExportContext, **options) -> bytes:
+    from tensorflow.lite.python import convert as tflite_convert
+
+    return tflite_convert.mlir_quantize(calibrated_model(ctx), **options)
+
+
+def quantization_debugger(ctx: ExportContext, debug_inputs: np.ndarray):
+    """TFLite's QuantizationDebugger on the context's calibrated model, measuring on ``debug_inputs``.
 
     Args:
-        ctx: The export context (its SavedModel is exported first if needed).
-        debug_inputs: float32 (N, H, W, 3) inputs the per-layer statistics are measured on; only used when
-            the debugger is made here (the first call).
+        ctx: The export context (calibrated first if needed).
+        debug_inputs: float32 (N, H, W, 3) inputs the per-layer statistics are measured on.
     """
     import tensorflow as tf
 
-    if ctx.debugger is None:
-        if ctx.calibration is None or len(ctx.calibration) == 0:
-            raise ValueError("int8 export needs calibration inputs")
-        samples = ctx.calibration[:1] if debug_inputs is None else debug_inputs
-        with interpreter_warnings_quiet():
-            ctx.debugger = tf.lite.experimental.QuantizationDebugger(
-                converter=int8_converter(_saved_model(ctx), ctx.calibration),
-                debug_dataset=lambda: ([sample[None].astype(np.float32)] for sample in samples),
-            )
-    return ctx.debugger
+    debug_model = _quantize(ctx, enable_numeric_verify=True)
+    with interpreter_warnings_quiet():
+        return tf.lite.experimental.QuantizationDebugger(
+            quant_debug_model_content=debug_model,
+            debug_dataset=lambda: ([sample[None].astype(np.float32)] for sample in debug_inputs))
 
 
 def export_tflite_int8(ctx: ExportContext) -> Path:
     """The integer TFLite model: every op int8 with int8/uint8 I/O, unless fallback nodes are named.
 
-    With ``float_fallback_nodes`` the named ops stay float (TFLite's selective quantization through the
-    QuantizationDebugger); the input is still integer, the output is float if the last op is.
+    With ``float_fallback_nodes`` the named ops stay float (TFLite's selective quantization: the
+    QuantizationDebugger's ``denylisted_nodes``); the input is still integer, the output is float if the
+    last op is. Either way the model is quantized from :func:`calibrated_model`, without calibrating again.
     """
     import tensorflow as tf
 
-    if ctx.calibration is None or len(ctx.calibration) == 0:
-        raise ValueError("int8 export needs calibration inputs")
     io_dtype = {IOType.INT8: tf.int8, IOType.UINT8: tf.uint8}[ctx.io_type]
-    saved_model = _saved_model(ctx)
     if not ctx.float_fallback_nodes:
-        converter = int8_converter(saved_model, ctx.calibration)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = io_dtype
-        converter.inference_output_type = io_dtype
-        data = converter.convert()
+        from tensorflow.lite.python.lite import _deduplicate_readonly_buffers
+
+        # What converter.convert() does after calibrating, for int8 I/O (TFLiteConverter._quantize and
+        # _optimize_tflite_model with the MLIR quantizer).
+        data = _deduplicate_readonly_buffers(_quantize(ctx, input_data_type=io_dtype, output_data_type=io_dtype))
     else:
         from tensorflow.lite.python.util import modify_model_io_type
 
-        debugger = quantization_debugger(ctx)
-        with interpreter_warnings_quiet():  # the options setter re-quantizes from the calibrated model
-            debugger.options = tf.lite.experimental.QuantizationDebugOptions(
-                denylisted_nodes=list(ctx.float_fallback_nodes))
-        data = modify_model_io_type(debugger.get_nondebug_quantized_model(), io_dtype, tf.float32)
+        data = modify_model_io_type(_quantize(ctx, denylisted_nodes=list(ctx.float_fallback_nodes)),
+                                    io_dtype, tf.float32)
     return write_bytes_atomic(ctx.out_dir / INT8_TFLITE_FILE, data)
 
 

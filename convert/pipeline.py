@@ -337,17 +337,19 @@ def _auto_fix(ctx: ExportContext, float_model: FloatModel, prepared: Prepared, m
               layers: list, options: ConvertOptions, int8_path: Path):
     """Leaves the worst layer and the ops feeding it in float, in growing sets, until the budget is met.
 
-    The sets are chosen on held-out training images, never on the test set.
+    The sets are chosen on held-out training images, never on the test set. A set stops being run once it
+    has more disagreements than the budget allows (``drift.check_budget``), so only the set that passes is
+    run on every validation image.
 
     Returns:
         (fix report, path of the fixed int8 model or None, its test scores or None).
     """
     validation_rgb = prepared.train_rgb[float_model.validation_index]
     reference = float_model.validation_scores
-    baseline = drift.compare(reference, drift.run_classifier(int8_path, metadata, validation_rgb,
-                                                             "fix: int8 on validation", options.threads), None)
-    steps = [f"full int8: validation agreement {baseline['top1_agreement']:.2%} on {len(validation_rgb)} held-out images"]
-    if baseline["top1_agreement"] >= options.min_agreement:
+    baseline = drift.check_budget(int8_path, metadata, validation_rgb, reference, options.min_agreement,
+                                  "fix: int8 on validation", options.threads)
+    steps = [f"full int8 on {len(validation_rgb)} held-out images: {baseline.describe()}"]
+    if baseline.passed:
         summary = (f"not attempted: the full-integer model already meets the budget on the {len(validation_rgb)} "
                    "held-out validation images, so no float fallback can be chosen on them; the test drift comes "
                    "from images near the decision boundary: a better-margined float model is needed")
@@ -362,12 +364,11 @@ def _auto_fix(ctx: ExportContext, float_model: FloatModel, prepared: Prepared, m
         chosen = chain[:count]
         ctx.float_fallback_nodes = tuple(tensor for _, tensor in chosen)
         export_tflite_int8(ctx)
-        scores = drift.run_classifier(int8_path, metadata, validation_rgb, f"fix: {count} float op(s)",
-                                      options.threads)
-        agreement = drift.compare(reference, scores, None)["top1_agreement"]
+        check = drift.check_budget(int8_path, metadata, validation_rgb, reference, options.min_agreement,
+                                   f"fix: {count} float op(s)", options.threads)
         names = ", ".join(f"{op} {drift.short_layer_name(tensor)}" for op, tensor in chosen)
-        steps.append(f"{count} op(s) in float ({names}): validation agreement {agreement:.2%}")
-        if agreement >= options.min_agreement:
+        steps.append(f"{count} op(s) in float ({names}): {check.describe()}")
+        if check.passed:
             report_after = inspect_tflite(int8_path)
             latency = _median_latency_ms(int8_path, metadata, validation_rgb[0], options.threads)
             test_scores = drift.run_classifier(int8_path, metadata, prepared.test_rgb, "fixed int8 on test",

@@ -98,3 +98,35 @@ def test_compare_and_confusion():
     assert confusion_matrix(np.array([0, 1, 1]), np.array([0, 1, 0]), 2) == [[1, 0], [1, 1]]
     worst = worst_disagreements(["a", "b", "c"], reference, candidate, ["cat", "dog"], limit=1)
     assert worst[0]["file"] == "c" and worst[0]["float"] == "cat" and worst[0]["quantized"] == "dog"
+
+
+@pytest.mark.parametrize("n, budget, allowed", [(200, 0.995, 1), (200, 0.99, 2), (100, 0.995, 0), (7, 0.0, 7),
+                                                (10, 1.0, 0), (3, 2 / 3, 1)])
+def test_allowed_disagreements_is_the_budget_in_images(n, budget, allowed):
+    from convert.drift import allowed_disagreements
+
+    assert allowed_disagreements(n, budget) == allowed
+    # the definition: one more disagreement than allowed misses the budget, as the gate compares it
+    assert (n - allowed) / n >= budget and (allowed == n or (n - allowed - 1) / n < budget)
+
+
+@pytest.mark.parametrize("budget", [0.995, 0.5, 0.0])
+def test_check_budget_answers_as_a_full_run_would(tmp_path, fragile_setup, budget):
+    from convert.drift import check_budget, run_classifier
+    from convert.export import ExportContext, Target, export
+    from convert.pipeline import _metadata
+
+    prepared, float_model = fragile_setup
+    ctx = ExportContext(model=float_model.model, out_dir=tmp_path, work_dir=tmp_path,
+                        calibration=prepared.train_rgb[:16].astype(np.float32))
+    int8_path = export(ctx, [Target.TFLITE_INT8])[Target.TFLITE_INT8]
+    metadata = _metadata(float_model, prepared.spec)
+    full = compare(float_model.validation_scores, run_classifier(int8_path, metadata, prepared.train_rgb, "all"), None)
+    check = check_budget(int8_path, metadata, prepared.train_rgb, float_model.validation_scores, budget, "budget")
+    assert check.passed == (full["top1_agreement"] >= budget)
+    assert check.n == len(prepared.train_rgb)
+    if check.passed:
+        assert check.seen == check.n and check.agreement == pytest.approx(full["top1_agreement"])
+    else:  # stopped at the first disagreement over the budget's allowance, and said so
+        assert check.disagreements == check.allowed + 1 and check.seen < check.n and check.agreement is None
+        assert f"first {check.seen} of {check.n}" in check.describe()

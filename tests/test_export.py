@@ -73,6 +73,45 @@ def test_same_inputs_give_the_same_int8_bytes(tmp_path):
     assert first[Target.TFLITE_INT8].read_bytes() == second[Target.TFLITE_INT8].read_bytes()
 
 
+def _graph(data: bytes):
+    """Every tensor (name, type, shape, quantization, constant data) and op of a TFLite flatbuffer: all of a
+    model but its conversion metadata."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    graph = model.subgraphs[0]
+
+    def quantization(tensor):
+        q = tensor.quantization
+        return None if q is None or q.scale is None else (tuple(q.scale), tuple(q.zeroPoint), q.quantizedDimension)
+
+    tensors = {t.name: (t.type, tuple(t.shape), quantization(t),
+                        None if model.buffers[t.buffer].data is None else bytes(model.buffers[t.buffer].data))
+               for t in graph.tensors}
+    ops = [(model.operatorCodes[op.opcodeIndex].builtinCode, tuple(graph.tensors[i].name for i in op.inputs if i >= 0),
+            tuple(graph.tensors[i].name for i in op.outputs)) for op in graph.operators]
+    return tensors, ops
+
+
+@pytest.mark.parametrize("io_type", list(IOType))
+def test_one_calibration_gives_what_the_plain_converter_gives(tmp_path, io_type):
+    """export_tflite_int8 quantizes a once-calibrated model with TensorFlow internals; the graph must be the
+    one TFLiteConverter.convert() writes for the same calibration and I/O type."""
+    import tensorflow as tf
+
+    from convert.export import _saved_model, int8_converter
+
+    ctx, written = _export(tmp_path, tiny_classifier(seed=3), io_type)
+    converter = int8_converter(_saved_model(ctx), ctx.calibration)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = converter.inference_output_type = {IOType.INT8: tf.int8,
+                                                                         IOType.UINT8: tf.uint8}[io_type]
+    plain = _graph(converter.convert())
+    ours = _graph(written[Target.TFLITE_INT8].read_bytes())
+    assert ours[1] == plain[1]
+    assert ours[0] == plain[0]
+
+
 def test_selective_float_fallback_keeps_named_layer_float(tmp_path):
     model = tiny_classifier()
     ctx, written = _export(tmp_path, model, name="full")
