@@ -80,7 +80,7 @@ kmodel: $(STAMP)  ## K210: plan, distill and compile a VGG16-family kmodel from 
 kmodel-report: $(STAMP)  ## K210: the kmodel in nncase's simulator on all test images -> OUT/k210_report.{json,md} (12-33 min here)
 	@test -f "$(OUT)/model_k210.kmodel" || $(MAKE) kmodel
 	K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
-	$(PY) -m convert.k210_report --artifacts "$(OUT)" --toolchain "$(K210_DIR)"
+	$(PY) -m convert.k210.report --artifacts "$(OUT)" --toolchain "$(K210_DIR)"
 
 k210-toolchain:  ## nncase 1.9 for the K210 in a CPython 3.8-3.10 venv, else a debootstrap bullseye root -> .k210/python
 	K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)

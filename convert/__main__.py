@@ -19,6 +19,7 @@ from convert.config import (
     HeadKind,
     IOType,
 )
+from convert.schema import DEFAULT_ARTIFACTS, FLOAT_TFLITE_FILE, INT8_TFLITE_FILE
 from runtime.argtypes import (
     OneLineParser,
     count_or_all,
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=str, default=None,
                         help="data root: class folders, or train/ and test/ with class folders; 'public' downloads "
                              "the Keras tutorial's cats-and-dogs archive (default: data/, else the shared set)")
-    parser.add_argument("--out", type=Path, default=Path("artifacts/vgg16_cats_dogs"), help="artifacts folder")
+    parser.add_argument("--out", type=Path, default=DEFAULT_ARTIFACTS, help="artifacts folder")
     parser.add_argument("--weights", type=str, default="auto", help="imagenet | hed | auto | PATH to a .weights.h5")
     parser.add_argument("--arch", type=Arch, choices=list(Arch), default=Arch.VGG16, help="backbone")
     parser.add_argument("--head", type=HeadKind, choices=list(HeadKind), default=HeadKind.AUTO,
@@ -110,7 +111,7 @@ def print_summary(summary: dict, passed: bool) -> None:
         return "n/a" if value is None else f"{100 * value:.2f}%"
 
     sizes = summary["sizes_bytes"]
-    float_size, int8_size = sizes.get("model_float.tflite"), sizes.get("model_int8.tflite")
+    float_size, int8_size = sizes.get(FLOAT_TFLITE_FILE), sizes.get(INT8_TFLITE_FILE)
     worst = summary.get("worst_layer") or {}
     lines = [
         "",

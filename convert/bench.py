@@ -14,31 +14,32 @@ import platform
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
+from convert.schema import BENCH_FILE, DEFAULT_ARTIFACTS, FLOAT_TFLITE_FILE, INT8_TFLITE_FILE, KERAS_FILE
 from runtime.argtypes import OneLineParser, positive_int
+from runtime.cli import run_main
 from runtime.errors import ToolkitError
+from runtime.timing import time_calls
 
-WARMUP_RUNS = 3  # first invokes allocate and pack weights
 CASES = (  # (name, artifact, threads); threads None: the framework's default (all cores)
-    ("keras_float", "model_float.keras", None),
-    ("tflite_float_1t", "model_float.tflite", 1),
-    ("tflite_float_2t", "model_float.tflite", 2),
-    ("tflite_int8_1t", "model_int8.tflite", 1),
-    ("tflite_int8_2t", "model_int8.tflite", 2),
+    ("keras_float", KERAS_FILE, None),
+    ("tflite_float_1t", FLOAT_TFLITE_FILE, 1),
+    ("tflite_float_2t", FLOAT_TFLITE_FILE, 2),
+    ("tflite_int8_1t", INT8_TFLITE_FILE, 1),
+    ("tflite_int8_2t", INT8_TFLITE_FILE, 2),
 )
 
 
 def _input(artifacts: Path) -> np.ndarray:
     """One real test image if the metadata's data root has one, else seeded noise, preprocessed once."""
-    from runtime.metadata import read_metadata
+    from convert.schema import read_conversion
     from runtime.preprocess import load_image_rgb, preprocess_rgb
 
-    metadata = read_metadata(artifacts)
-    root = Path(metadata.extra.get("provenance", {}).get("data_root", ""))
+    metadata, conversion = read_conversion(artifacts)
+    root = Path(conversion.provenance.data_root)
     candidates = sorted((root / "test").glob("*/*.jpg"))[:1] if root.is_dir() else []
     if candidates:
         return preprocess_rgb(load_image_rgb(candidates[0]), metadata.input)
@@ -68,16 +69,10 @@ def measure_one(artifacts: Path, artifact: str, threads: int | None, runs: int) 
 
         def call():
             classifier.invoke(tensor)
-    for _ in range(WARMUP_RUNS):
-        call()
-    times_ms = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times_ms.append((time.perf_counter() - start) * 1000.0)
+    latency = time_calls(call, runs)
     return {
-        "latency_ms_median": float(np.median(times_ms)),
-        "latency_ms_p90": float(np.percentile(times_ms, 90)),
+        "latency_ms_median": latency.median_ms,
+        "latency_ms_p90": latency.p90_ms,
         "runs": runs,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
@@ -127,22 +122,22 @@ def run_bench(artifacts: Path, runs: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m convert.bench", description=__doc__.splitlines()[0],
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--artifacts", type=Path, default=Path("artifacts/vgg16_cats_dogs"), help="OUT of make convert")
+    parser.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="OUT of make convert")
     parser.add_argument("--runs", type=positive_int, default=30, help="timed runs per model (median reported)")
     parser.add_argument("--one", type=str, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=positive_int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    try:
-        if args.one:
-            print(json.dumps(measure_one(args.artifacts, args.one, args.threads, args.runs)))
-            return 0
-        report = run_bench(args.artifacts, args.runs)
-    except ToolkitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return run_main(lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> int:
     from convert.artifacts import write_json_atomic
 
-    path = write_json_atomic(args.artifacts / "bench.json", report)
+    if args.one:
+        print(json.dumps(measure_one(args.artifacts, args.one, args.threads, args.runs)))
+        return 0
+    report = run_bench(args.artifacts, args.runs)
+    path = write_json_atomic(args.artifacts / BENCH_FILE, report)
     for name, value in report["ratios"].items():
         print(f"{name:34s} {value:.3f}")
     print(f"written {path}")

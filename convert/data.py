@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import ToolkitError
-from runtime.preprocess import InputSpec, load_image_rgb, resize_rgb
+from runtime.preprocess import InputSpec, Normalization, load_image_rgb, resize_rgb
+from runtime.sources import IMAGE_SUFFIXES  # one list of image suffixes, the camera loop's
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 UNDECODABLE = "undecodable (corrupt, truncated or refused)"
 TRAIN_TEST_LAYOUT = "train/test folders"
 MIN_TRAIN_PER_CLASS = 2  # after decoding: one for the held-out validation set, at least one to train on
@@ -255,3 +255,29 @@ def fetch_public_dataset() -> Path:
     if not test.exists():
         test.symlink_to(root / "validation", target_is_directory=True)
     return root
+
+
+@dataclass
+class Prepared:
+    """Decoded data, ready for the float model and the quantizer."""
+
+    dataset: DataSet
+    spec: InputSpec
+    train_rgb: np.ndarray
+    test_rgb: np.ndarray
+
+
+def prepare_data(options) -> Prepared:
+    """The run's data set, split, limited and decoded at its input size; every class checked after decoding.
+
+    Args:
+        options: A ``convert.config.ConvertOptions``.
+    """
+    dataset = scan_dataset(options.data, options.test_fraction, options.seed)
+    dataset.train = limit_per_class(dataset.train, options.max_train, options.seed)
+    dataset.test = limit_per_class(dataset.test, options.max_test, options.seed)
+    spec = InputSpec(options.input_size, options.input_size, options.resize, Normalization.RAW)
+    dataset.train, train_rgb = decode_split(dataset.train, spec, "decode train")
+    dataset.test, test_rgb = decode_split(dataset.test, spec, "decode test")
+    check_class_counts(dataset)
+    return Prepared(dataset, spec, train_rgb, test_rgb)

@@ -87,8 +87,8 @@ def extract_features_int8(extractor, calibration: np.ndarray, images_rgb: np.nda
     """
     from pathlib import Path
 
-    from convert.export import ExportContext, Target, export
     from convert.progress import progress
+    from convert.tflite.export import ExportContext, Target, export
     from runtime.interpreter import TFLiteModel
 
     work_dir = Path(work_dir)

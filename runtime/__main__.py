@@ -15,11 +15,12 @@ from pathlib import Path
 
 from runtime.argtypes import OneLineParser, non_negative_int, positive_float, positive_int, size_wh
 from runtime.capture import FrameGrabber, PreprocessIn, RetryPolicy
+from runtime.cli import run_main
 from runtime.errors import ToolkitError
 from runtime.files import check_writable, write_json_atomic
 from runtime.interpreter import Classifier, interpreter_backend
 from runtime.loop import JsonLinesSink, LoopOptions, SaveEverySink, WindowSink, display_available, run_loop
-from runtime.metadata import INT8_TFLITE_FILE, locate_model
+from runtime.metadata import DEFAULT_ARTIFACTS, INT8_TFLITE_FILE, locate_model
 from runtime.server import (
     DEFAULT_MAX_CLIENTS,
     TOKEN_ENV,
@@ -30,8 +31,6 @@ from runtime.server import (
 )
 from runtime.sources import AUTO, open_source
 
-DEFAULT_MODEL = "artifacts/vgg16_cats_dogs"
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
@@ -39,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Classify camera frames with a TFLite model written by `make convert` (no TensorFlow needed).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", type=Path, default=Path(DEFAULT_MODEL),
+    parser.add_argument("--model", type=Path, default=DEFAULT_ARTIFACTS,
                         help=f"artifacts folder (its {INT8_TFLITE_FILE} is used) or a .tflite with metadata.json beside it")
     parser.add_argument("--source", type=str, default=AUTO,
                         help="picamera2, a device index (0), a video file, an image folder or a quoted glob; "
@@ -89,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return run_main(lambda: _run(args))
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The camera loop; SIGINT/SIGTERM stop it (the summary is still printed), errors reach ``run_main``."""
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)} \
         if threading.current_thread() is threading.main_thread() else {}
@@ -126,9 +130,6 @@ def main(argv: list[str] | None = None) -> int:
             except OSError as error:
                 raise ToolkitError(f"--summary {args.summary}: cannot write ({error.strerror}); "
                                    "pick a writable path") from None
-    except ToolkitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
     except BrokenPipeError:
         # stdout closed by the reader (`... | head`): a normal way to end a pipeline. Point stdout at
         # /dev/null so that the interpreter's final flush does not raise again.

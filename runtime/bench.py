@@ -24,12 +24,14 @@ import numpy as np
 
 from runtime.argtypes import OneLineParser, int_in_range, non_negative_int, positive_int
 from runtime.capture import FrameGrabber, PreprocessIn
+from runtime.cli import run_main
 from runtime.errors import ToolkitError
 from runtime.files import write_json_atomic
 from runtime.interpreter import Classifier, TFLiteModel, interpreter_backend
 from runtime.loop import JsonLinesSink, LoopOptions, run_loop
-from runtime.metadata import INT8_TFLITE_FILE, locate_model
+from runtime.metadata import DEFAULT_ARTIFACTS, INT8_TFLITE_FILE, locate_model
 from runtime.sources import VideoFileSource
+from runtime.timing import time_calls
 
 BENCH_FILE = "bench_runtime.json"
 LOOP_OVERHEAD_GOAL = 0.05  # the loop may add at most 5% on top of the model's invoke time
@@ -111,15 +113,9 @@ def bench_threads(model_path: Path, metadata, repeats: int) -> list[dict]:
     for count in counts:
         model = TFLiteModel(model_path, num_threads=count)
         tensor = model.input_tensor(np.full((metadata.input.height, metadata.input.width, 3), 128, np.float32))
-        for _ in range(3):
-            model.invoke(tensor)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model.invoke(tensor)
-            times.append((time.perf_counter() - start) * 1e3)
-        rows.append({"threads": count, "invoke_ms_median": round(float(np.median(times)), 2),
-                     "invoke_ms_p95": round(float(np.percentile(times, 95)), 2)})
+        latency = time_calls(lambda: model.invoke(tensor), repeats)
+        rows.append({"threads": count, "invoke_ms_median": round(latency.median_ms, 2),
+                     "invoke_ms_p95": round(latency.p95_ms, 2)})
     return rows
 
 
@@ -141,7 +137,7 @@ def render(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m runtime.bench", description=__doc__.splitlines()[0],
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model", type=Path, default=Path("artifacts/vgg16_cats_dogs"),
+    parser.add_argument("--model", type=Path, default=DEFAULT_ARTIFACTS,
                         help=f"artifacts folder (its {INT8_TFLITE_FILE}) or a .tflite")
     parser.add_argument("--video", type=Path, required=True, help="video file the loop reads (make camera builds one)")
     parser.add_argument("--frames", type=int_in_range(2, 1_000_000, "a rate needs two frames"), default=200, help="frames measured per loop run")
@@ -150,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=positive_int, default=None, help="interpreter threads in the loop runs; None = all")
     parser.add_argument("--out", type=Path, default=None, help=f"JSON report (default: {BENCH_FILE} beside the model)")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
         model_path, metadata = locate_model(args.model)
         if not args.video.is_file():
             raise ToolkitError(f"{args.video}: no such video; build it with `make demo-video` or pass --video")
@@ -172,14 +169,13 @@ def main(argv: list[str] | None = None) -> int:
             "loop": loop,
             "threads": threads,
         }
-    except ToolkitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    out = args.out or model_path.parent / BENCH_FILE
-    write_json_atomic(out, report)
-    print(render(report))
-    print(f"\nwrote {out}")
-    return 0
+        out = args.out or model_path.parent / BENCH_FILE
+        write_json_atomic(out, report)
+        print(render(report))
+        print(f"\nwrote {out}")
+        return 0
+
+    return run_main(body)
 
 
 if __name__ == "__main__":

@@ -317,6 +317,9 @@ def run_loop(classifier: Classifier, grabber: FrameGrabber, options: LoopOptions
              stop: threading.Event, on_result: Callable[[FrameResult], None] | None = None) -> RunSummary:
     """Runs frames from a started grabber through the classifier until a bound, the end, or ``stop``.
 
+    One function on purpose: it is the frame loop (capture -> preprocess -> infer -> postprocess -> sinks ->
+    timing), and reading its stages in order, with the per-frame timing around them, is the point.
+
     Args:
         classifier: The model with its metadata.
         grabber: A started :class:`FrameGrabber`.

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from runtime.argtypes import positive_int, size_wh
+from runtime.cli import run_main
 from runtime.errors import ToolkitError
 from runtime.preprocess import InputSpec, ResizeMode, load_image_rgb, resize_rgb
 from runtime.sources import image_files_in
@@ -85,18 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=float, default=15.0, help="frame rate written in the file")
     parser.add_argument("--size", type=size_wh, default="640x480", help="WIDTHxHEIGHT of the video")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> int:
         if not args.images.is_dir():
             raise ToolkitError(f"{args.images}: no such folder; pass --images with a folder of images")
         images = interleave(_image_lists(args.images), args.count)
         if not images:
             raise ToolkitError(f"{args.images}: no images found; pass a folder of images or of class folders")
         path, frames, skipped = write_video(images, args.out, args.size, args.hold, args.fps)
-    except ToolkitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}: {frames} frames from {len(images) - skipped} images ({skipped} skipped)", file=sys.stderr)
-    return 0
+        print(f"wrote {path}: {frames} frames from {len(images) - skipped} images ({skipped} skipped)", file=sys.stderr)
+        return 0
+
+    return run_main(body)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ LABELS_FILE = "labels.txt"
 INT8_TFLITE_FILE = "model_int8.tflite"
 FLOAT_TFLITE_FILE = "model_float.tflite"
 FORMAT_VERSION = 1
+DEFAULT_ARTIFACTS = Path("artifacts/vgg16_cats_dogs")  # make convert's OUT: the default of every command
 
 
 @dataclass

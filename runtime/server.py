@@ -335,6 +335,12 @@ class StreamServer:
 
 
 def _handler_class(server: StreamServer) -> type[BaseHTTPRequestHandler]:
+    """The request handler class bound to ``server``.
+
+    Long because it is a class body (one short method per route and check), defined here so that each
+    method reads the server's frame, token and allowed hosts without a module-level global.
+    """
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         timeout = _REQUEST_TIMEOUT_S  # StreamRequestHandler.setup() applies it to the socket

@@ -70,7 +70,7 @@ def colour_models(tmp_path_factory) -> dict[str, Path]:
     import json
 
     from convert.config import IOType
-    from convert.export import ExportContext, Target, export
+    from convert.tflite.export import ExportContext, Target, export
     from runtime.metadata import METADATA_FILE, ModelMetadata
     from runtime.preprocess import InputSpec
     from tests.tiny_models import COLOUR_LABELS, COLOUR_SIZE, colour_calibration, colour_classifier

@@ -147,3 +147,18 @@ def test_staging_reject_moves_aside(tmp_path):
         (staging.path / "report.md").write_text("fail")
         rejected = staging.reject(tmp_path / "out.rejected")
     assert not out.exists() and (rejected / "report.md").read_text() == "fail"
+
+
+def test_every_package_folder_is_packaged():
+    """pyproject.toml's packages.find must take convert/'s subpackages (convert.tflite, convert.k210) along."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    root = Path(__file__).resolve().parents[1]
+    include = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packaged = set(find_packages(root, include=include))
+    folders = {p.parent.relative_to(root).as_posix().replace("/", ".") for p in root.glob("*/**/__init__.py")
+               if not p.parent.relative_to(root).parts[0].startswith((".", "build"))}  # venvs, a wheel build
+    assert {"convert", "convert.tflite", "convert.k210", "runtime", "calibration"} <= packaged
+    assert folders - packaged == {"tests"}  # everything but the tests is installed

@@ -198,10 +198,28 @@ def test_tensorflow_start_up_lines_do_not_precede_the_error(tmp_path):
     assert all(line.startswith(("decode ", "error: ")) for line in lines), lines  # progress bars and our line
 
 
+def test_a_whole_conversion_prints_no_tensorflow_log_lines(tmp_path):
+    """TensorFlow's C++ log lines (`E0000 ... node_def_util.cc] NodeDef mentions attribute
+    use_unbounded_threadpool ...` while the head trains on a tf.data pipeline) stay out of a run without -v."""
+    import os
+    import re
+
+    root = tmp_path / "data"
+    _tree(root)
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}  # as a user runs it
+    done = subprocess.run(
+        [sys.executable, "-m", "convert", "--data", str(root), "--out", str(tmp_path / "out"), "--input-size", "32",
+         "--calib", "4", "--weights", "hed", "--epochs", "1", "--float-tflite-eval", "2", "--debug-images", "1",
+         "--min-agreement", "0"], cwd=ROOT, capture_output=True, text=True, timeout=_RUN_LIMIT_S, env=env)
+    assert done.returncode == 0, done.stderr
+    logged = [line for line in done.stderr.replace("\r", "\n").splitlines() if re.match(r"[EWIF]\d{4} ", line)]
+    assert logged == []
+
+
 @pytest.mark.parametrize("module, argv", [
-    ("convert.k210_plan", ["--blocks", "0"]),
-    ("convert.k210_plan", ["--width", "0"]),
-    ("convert.k210_plan", ["--classes", "1"]),
+    ("convert.k210.plan", ["--blocks", "0"]),
+    ("convert.k210.plan", ["--width", "0"]),
+    ("convert.k210.plan", ["--classes", "1"]),
     ("convert.bench", ["--runs", "0"]),
     ("runtime.bench", ["--video", "x.avi", "--frames", "1"]),
     ("runtime.bench", ["--video", "x.avi", "--repeats", "0"]),

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from convert.config import ConvertOptions, FixMode
-from convert.data import scan_dataset
-from convert.drift import compare, confusion_matrix, worst_disagreements
-from convert.inspect_tflite import inspect_tflite
-from convert.pipeline import FloatModel, Prepared, quantize_and_check
+from convert.data import Prepared, scan_dataset
+from convert.float_model import FloatModel
+from convert.tflite.drift import compare, confusion_matrix, worst_disagreements
+from convert.tflite.gate import quantize_and_check
+from convert.tflite.ops import inspect_tflite
 from runtime.preprocess import InputSpec
 from tests.tiny_models import SIZE, keras_scores, tiny_classifier
 
@@ -103,7 +104,7 @@ def test_compare_and_confusion():
 @pytest.mark.parametrize("n, budget, allowed", [(200, 0.995, 1), (200, 0.99, 2), (100, 0.995, 0), (7, 0.0, 7),
                                                 (10, 1.0, 0), (3, 2 / 3, 1)])
 def test_allowed_disagreements_is_the_budget_in_images(n, budget, allowed):
-    from convert.drift import allowed_disagreements
+    from convert.tflite.drift import allowed_disagreements
 
     assert allowed_disagreements(n, budget) == allowed
     # the definition: one more disagreement than allowed misses the budget, as the gate compares it
@@ -112,15 +113,15 @@ def test_allowed_disagreements_is_the_budget_in_images(n, budget, allowed):
 
 @pytest.mark.parametrize("budget", [0.995, 0.5, 0.0])
 def test_check_budget_answers_as_a_full_run_would(tmp_path, fragile_setup, budget):
-    from convert.drift import check_budget, run_classifier
-    from convert.export import ExportContext, Target, export
-    from convert.pipeline import _metadata
+    from convert.float_model import runtime_metadata
+    from convert.tflite.drift import check_budget, run_classifier
+    from convert.tflite.export import ExportContext, Target, export
 
     prepared, float_model = fragile_setup
     ctx = ExportContext(model=float_model.model, out_dir=tmp_path, work_dir=tmp_path,
                         calibration=prepared.train_rgb[:16].astype(np.float32))
     int8_path = export(ctx, [Target.TFLITE_INT8])[Target.TFLITE_INT8]
-    metadata = _metadata(float_model, prepared.spec)
+    metadata = runtime_metadata(float_model, prepared.spec)
     full = compare(float_model.validation_scores, run_classifier(int8_path, metadata, prepared.train_rgb, "all"), None)
     check = check_budget(int8_path, metadata, prepared.train_rgb, float_model.validation_scores, budget, "budget")
     assert check.passed == (full["top1_agreement"] >= budget)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from convert.config import IOType
-from convert.export import EXPORTERS, ExportContext, Target, export
-from convert.inspect_tflite import check_full_integer, inspect_tflite
+from convert.tflite.export import EXPORTERS, ExportContext, Target, export
+from convert.tflite.ops import check_full_integer, inspect_tflite
 from runtime.errors import ToolkitError
 from runtime.interpreter import Classifier
 from runtime.metadata import ModelMetadata
@@ -99,7 +99,7 @@ def test_one_calibration_gives_what_the_plain_converter_gives(tmp_path, io_type)
     one TFLiteConverter.convert() writes for the same calibration and I/O type."""
     import tensorflow as tf
 
-    from convert.export import _saved_model, int8_converter
+    from convert.tflite.export import _saved_model, int8_converter
 
     ctx, written = _export(tmp_path, tiny_classifier(seed=3), io_type)
     converter = int8_converter(_saved_model(ctx), ctx.calibration)

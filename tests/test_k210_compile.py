@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert.k210_compile import (
+from convert.k210.compile import (
     DEFAULT_TOOLCHAIN,
     KmodelInput,
     compile_kmodel,
@@ -31,6 +31,15 @@ LABELS = ["red", "green", "blue"]
 MAX_PROB_DIFF = 0.1
 
 
+def test_paths_computed_from_the_module_file_point_into_the_repository():
+    """convert/k210/compile.py finds make k210-toolchain's folder and the worker from its own depth."""
+    from convert.k210.compile import WORKER
+
+    root = Path(__file__).resolve().parents[1]
+    assert DEFAULT_TOOLCHAIN == root / ".k210" and (root / "Makefile").is_file()
+    assert WORKER.is_file() and WORKER.parent == root / "convert" / "k210"
+
+
 @pytest.fixture(scope="session")
 def toolchain():
     folder = Path(os.environ.get("K210_DIR", DEFAULT_TOOLCHAIN))  # as `make test K210_DIR=...` builds it
@@ -46,7 +55,7 @@ def colour_conv_tflite(tmp_path_factory):
     """A conv net that says which channel dominates: KPU-friendly (3x3 same convs, 2x2 max pool)."""
     import keras
 
-    from convert.export import ExportContext, Target, export
+    from convert.tflite.export import ExportContext, Target, export
 
     keras.utils.set_random_seed(0)
     pixels = keras.Input((SIZE, SIZE, 3), name="image_rgb")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from convert.k210_plan import (
+from convert.k210.plan import (
     KPU_RAM_BYTES,
     Deployment,
     kpu_bytes,

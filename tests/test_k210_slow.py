@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert.k210_compile import DEFAULT_TOOLCHAIN, KmodelInput, compile_kmodel, toolchain_python
+from convert.k210.compile import DEFAULT_TOOLCHAIN, KmodelInput, compile_kmodel, toolchain_python
 from runtime.errors import ToolkitError
 
 pytestmark = pytest.mark.slow
@@ -48,12 +48,12 @@ def test_k210_variant_compiles_and_the_simulator_agrees_with_float(toolchain, sh
     from convert.backbone import build_backbone
     from convert.config import Arch, HeadKind
     from convert.data import decode_split, limit_per_class, scan_dataset
-    from convert.drift import compare
-    from convert.export import ExportContext, Target, export
     from convert.head import BLOCK4_HEAD_WIDTH, assemble, build_head, predict_batched
-    from convert.k210_report import simulate_parallel
-    from convert.k210_plan import largest_fitting
-    from convert.k210_student import LOGITS_LAYER, build_student, init_from_teacher, teacher_layout
+    from convert.k210.plan import largest_fitting
+    from convert.k210.report import simulate_parallel
+    from convert.k210.student import LOGITS_LAYER, build_student, init_from_teacher, teacher_layout
+    from convert.tflite.drift import compare
+    from convert.tflite.export import ExportContext, Target, export
     from runtime.interpreter import TFLiteModel
     from runtime.preprocess import InputSpec
     from tests.tiny_models import fit_logistic
@@ -105,8 +105,12 @@ def test_make_kmodel_end_to_end_on_a_small_run(toolchain, shared_data, tmp_path,
     import json
 
     from convert.__main__ import main as convert_main
-    from convert.k210 import KMODEL_FILE, LABELS_HEADER, REPORT_JSON, REPORT_MD, main as kmodel_main
-    from convert.k210_report import main as report_main
+    from convert.k210.__main__ import main as kmodel_main
+    from convert.k210.report import main as report_main
+    from convert.schema import K210_LABELS_HEADER as LABELS_HEADER
+    from convert.schema import K210_REPORT_JSON as REPORT_JSON
+    from convert.schema import K210_REPORT_MD as REPORT_MD
+    from convert.schema import KMODEL_FILE
 
     out = tmp_path / "out"
     assert convert_main(["--data", str(shared_data), "--input-size", "64", "--max-train", "30", "--max-test", "10",

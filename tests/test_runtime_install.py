@@ -5,10 +5,8 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import tomllib
 import venv
-from pathlib import Path
 
 import pytest
 

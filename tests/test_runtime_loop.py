@@ -20,7 +20,7 @@ from convert.data import Split, decode_split
 from runtime.interpreter import Classifier, TFLiteModel
 from runtime.loop import LoopOptions
 from runtime.metadata import METADATA_FILE, locate_model
-from runtime.preprocess import InputSpec, Normalization, input_lookup_table, lookup_input, normalize, quantize
+from runtime.preprocess import Normalization, input_lookup_table, lookup_input, normalize, quantize
 from runtime.sources import open_source
 from tests.conftest import write_image
 from tests.runtime_helpers import (

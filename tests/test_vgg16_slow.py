@@ -6,13 +6,14 @@ Expensive work (decoding, block1-4 features) is done once per session in ``hed``
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from convert.config import Arch, ConvertOptions, FixMode, HeadKind
-from convert.pipeline import FloatModel, prepare_data, quantize_and_check
+from convert.data import prepare_data
+from convert.float_model import FloatModel
+from convert.tflite.gate import quantize_and_check
 
 pytestmark = pytest.mark.slow
 
@@ -51,8 +52,8 @@ def hed(shared_data, tmp_path_factory):
 
 def _float_model(hed, model, tail, description):
     """The fix is chosen on as many held-out training images as the pipeline holds out (VALIDATION_IMAGES)."""
+    from convert.float_model import VALIDATION_IMAGES
     from convert.head import predict_batched
-    from convert.pipeline import VALIDATION_IMAGES
 
     rng = np.random.default_rng(1)
     validation = np.sort(rng.choice(hed["validation_index"], VALIDATION_IMAGES, replace=False))
@@ -62,7 +63,7 @@ def _float_model(hed, model, tail, description):
 
 def test_default_head_survives_full_int8(hed, tmp_path):
     """The default pipeline's float model (block4-conv head, quantization-aware) through the drift gate."""
-    from convert.pipeline import train_float_model
+    from convert.float_model import train_float_model
 
     options = hed["options"]
     options.fix = FixMode.NONE

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from convert.backbone import caffe_preprocess_layer
-from convert.k210_plan import VGG_BLOCKS, Plan, scaled_channels
+from convert.k210.plan import VGG_BLOCKS, Plan, scaled_channels
 from runtime.errors import ToolkitError
 
 LOGITS_LAYER = "logits"
@@ -181,6 +181,50 @@ class _Walk:
         return self.value
 
 
+def _refit(teacher_in: np.ndarray, student_in: np.ndarray, kernel: np.ndarray, bias: np.ndarray,
+           sub_kernel: np.ndarray, kept_out: np.ndarray, kernel_size: int, positions: int, ridge: float,
+           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """One narrowed conv refit by ridge least squares: its outputs on sampled positions of the student's own
+    input maps, pulled to the teacher's outputs (kept channels) on the teacher's input maps.
+
+    Args:
+        sub_kernel: The teacher's kernel on the kept input channels, kept outputs: the starting point.
+
+    Returns:
+        (kernel, bias, (relative error with the kept channels' weights, after the refit)).
+    """
+    out_channels = len(kept_out)
+    count, height, width, _ = student_in.shape
+    chosen = rng.choice(count * height * width, min(positions, count * height * width), replace=False)
+    n, y, x = chosen // (height * width), (chosen // width) % height, chosen % width
+    target = _patches(teacher_in, n, y, x, kernel_size) @ kernel.reshape(-1, kernel.shape[-1])[:, kept_out]
+    target += bias[kept_out]
+    inputs = _patches(student_in, n, y, x, kernel_size)
+    before = _relative_error(inputs @ sub_kernel.reshape(-1, out_channels) + bias[kept_out], target)
+    fitted, new_bias = _ridge(inputs, target, ridge)
+    return fitted.reshape(sub_kernel.shape), new_bias, (before, _relative_error(inputs @ fitted + new_bias, target))
+
+
+def _init_dense(student, layout: TeacherLayout, student_walk: "_Walk", teacher_logits: np.ndarray | None,
+                ridge: float) -> str:
+    """The student's dense layer: the teacher's own where the shapes agree ("copied"), else a ridge fit of the
+    pooled student features to the teacher's centred logits ("fitted")."""
+    import keras
+
+    dense = [layer for layer in layout.head.layers if isinstance(layer, keras.layers.Dense)][-1]
+    logits_layer = student.get_layer(LOGITS_LAYER)
+    if [w.shape for w in dense.get_weights()] == [w.shape for w in logits_layer.get_weights()]:
+        # As many features as the teacher's, so all of its channels were kept, in order: its own dense layer.
+        logits_layer.set_weights(dense.get_weights())
+        return "copied"
+    if teacher_logits is None:
+        raise ValueError("the teacher's dense layer does not fit the student's: pass teacher_logits")
+    pooled = student_walk.output_of("gap")
+    centered = teacher_logits - teacher_logits.mean(axis=1, keepdims=True)  # softmax ignores a per-row shift
+    logits_layer.set_weights(list(_ridge(pooled, centered, ridge)))
+    return "fitted"
+
+
 def init_from_teacher(student, layout: TeacherLayout, images_rgb: np.ndarray, teacher_logits: np.ndarray | None = None,
                       *, reconstruct: bool = True, positions: int = 30_000, ridge: float = 1e-3,
                       seed: int = 0) -> InitReport:
@@ -198,8 +242,6 @@ def init_from_teacher(student, layout: TeacherLayout, images_rgb: np.ndarray, te
         ridge: Ridge penalty relative to the mean input energy.
         seed: Sampling seed.
     """
-    import keras
-
     rng = np.random.default_rng(seed)
     report = InitReport(images=len(images_rgb))
     pixels = images_rgb.astype(np.float32)
@@ -228,30 +270,10 @@ def init_from_teacher(student, layout: TeacherLayout, images_rgb: np.ndarray, te
         report.kept_l1_share[name] = float(strength[kept_out].sum() / strength.sum())
         new_kernel, new_bias = sub[..., kept_out], bias[kept_out]
         if reconstruct:
-            student_in = student_walk.input_of(name)
-            count, height, width, _ = student_in.shape
-            chosen = rng.choice(count * height * width, min(positions, count * height * width), replace=False)
-            n, y, x = chosen // (height * width), (chosen // width) % height, chosen % width
-            target = _patches(teacher_in, n, y, x, kernel_size) @ kernel.reshape(-1, kernel.shape[-1])[:, kept_out]
-            target += bias[kept_out]
-            inputs = _patches(student_in, n, y, x, kernel_size)
-            before = _relative_error(inputs @ new_kernel.reshape(-1, out_channels) + new_bias, target)
-            fitted, new_bias = _ridge(inputs, target, ridge)
-            new_kernel = fitted.reshape(new_kernel.shape)
-            report.relative_error[name] = (before, _relative_error(inputs @ fitted + new_bias, target))
+            new_kernel, new_bias, report.relative_error[name] = _refit(
+                teacher_in, student_walk.input_of(name), kernel, bias, new_kernel, kept_out, kernel_size, positions,
+                ridge, rng)
         student_layer.set_weights([new_kernel, new_bias])
         kept_in = kept_out
-    dense = [layer for layer in layout.head.layers if isinstance(layer, keras.layers.Dense)][-1]
-    logits_layer = student.get_layer(LOGITS_LAYER)
-    if [w.shape for w in dense.get_weights()] == [w.shape for w in logits_layer.get_weights()]:
-        # As many features as the teacher's, so all of its channels were kept, in order: its own dense layer.
-        logits_layer.set_weights(dense.get_weights())
-        report.head = "copied"
-    else:
-        if teacher_logits is None:
-            raise ValueError("the teacher's dense layer does not fit the student's: pass teacher_logits")
-        pooled = student_walk.output_of("gap")
-        centered = teacher_logits - teacher_logits.mean(axis=1, keepdims=True)  # softmax ignores a per-row shift
-        logits_layer.set_weights(list(_ridge(pooled, centered, ridge)))
-        report.head = "fitted"
+    report.head = _init_dense(student, layout, student_walk, teacher_logits, ridge)
     return report

@@ -21,7 +21,7 @@ import numpy as np
 
 from runtime.errors import ToolkitError
 
-DEFAULT_TOOLCHAIN = Path(__file__).resolve().parents[1] / ".k210"
+DEFAULT_TOOLCHAIN = Path(__file__).resolve().parents[2] / ".k210"  # the repository's .k210 (make k210-toolchain)
 WORKER = Path(__file__).resolve().with_name("nncase_worker.py")
 LOG_FILE = "nncase.log"
 _MEMORY_LINE = re.compile(r"^(\.input|\.output|\.data|MODEL|TOTAL)\s+[\d.]+ \w+\s+\((\d+) B\)", re.MULTILINE)

@@ -290,7 +290,7 @@ def largest_fitting(arch: str = "vgg16", classes: int = 2, deployment: Deploymen
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = OneLineParser(prog="python -m convert.k210_plan", description=__doc__.splitlines()[0],
+    parser = OneLineParser(prog="python -m convert.k210.plan", description=__doc__.splitlines()[0],
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--arch", type=str, default="vgg16", choices=list(VGG_BLOCKS))
     parser.add_argument("--width", type=fraction_above_zero, default=None,

@@ -17,12 +17,10 @@ import numpy as np
 
 from convert.artifacts import write_bytes_atomic
 from convert.config import IOType
+from convert.schema import FLOAT_TFLITE_FILE, INT8_TFLITE_FILE, KERAS_FILE
 from runtime.choices import Choice
-from runtime.metadata import FLOAT_TFLITE_FILE, INT8_TFLITE_FILE  # noqa: F401  (file names are the runtime's)
 
 log = logging.getLogger(__name__)
-
-KERAS_FILE = "model_float.keras"
 
 
 class Target(Choice):

@@ -1,4 +1,4 @@
-"""``python -m convert.k210_report`` (``make kmodel-report``): the kmodel's drift report on the whole test set.
+"""``python -m convert.k210.report`` (``make kmodel-report``): the kmodel's drift report on the whole test set.
 
 ``make kmodel`` builds ``OUT/model_k210.kmodel`` and, to stay inside its 30-minute budget, checks it in nncase's
 K210 simulator on a seeded sample of the test set only (``--sim-images``). The simulator is slow (on this
@@ -12,7 +12,6 @@ the whole test set; on a sample the report gives the numbers and says "not judge
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -24,25 +23,32 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.artifacts import write_json_atomic, write_text_atomic
-from convert.k210_compile import DEFAULT_TOOLCHAIN, KmodelInput, simulate_kmodel
+from convert.artifacts import sha256_file, write_json_atomic, write_text_atomic
+from convert.k210.compile import DEFAULT_TOOLCHAIN, KmodelInput, simulate_kmodel
+from convert.schema import (
+    DEFAULT_ARTIFACTS,
+    K210_FLOAT_TFLITE_FILE,
+    K210_LABELS_HEADER,
+    K210_REPORT_JSON,
+    K210_REPORT_MD,
+    K210_WORK_DIR,
+    KMODEL_FILE,
+    METADATA_FILE,
+    ArtifactRecord,
+    ModelMetadata,
+    Provenance,
+    metadata_dict,
+    read_conversion,
+)
+from runtime.cli import run_main
 from runtime.errors import ToolkitError
-from runtime.metadata import METADATA_FILE, ModelMetadata, read_metadata
 from runtime.preprocess import InputSpec
 
 log = logging.getLogger(__name__)
 
-KMODEL_FILE = "model_k210.kmodel"
-K210_FLOAT_TFLITE_FILE = "model_k210_float.tflite"
-REPORT_JSON, REPORT_MD = "k210_report.json", "k210_report.md"
-LABELS_HEADER = "k210_labels.h"  # for the board program (firmware_notes/k210_board/main.c)
 # Goals of issue 4.
 MAX_ACCURACY_GAP = 0.03  # kmodel (simulator) within 3 points of the full float VGG16 + head
 MIN_AGREEMENT = 0.98  # kmodel vs its own float variant, top-1
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -72,7 +78,7 @@ def simulate_parallel(kmodel: Path, images_rgb: np.ndarray, kmodel_input: Kmodel
         return np.concatenate(list(parts))
 
 
-def checked_dataset(artifacts: Path, provenance: dict, data: Path | None, max_train: int | None,
+def checked_dataset(artifacts: Path, provenance: Provenance, data: Path | None, max_train: int | None,
                     max_test: int | None, seed: int):
     """The data set ``make convert`` made ``artifacts`` from (same root, limits and seed), checked by its hash.
 
@@ -81,22 +87,22 @@ def checked_dataset(artifacts: Path, provenance: dict, data: Path | None, max_tr
     """
     from convert.data import limit_per_class, scan_dataset
 
-    data_root = Path(data or provenance.get("data_root", ""))
+    data_root = Path(data or provenance.data_root)
     dataset = scan_dataset(data_root)
     dataset.train = limit_per_class(dataset.train, max_train, seed)
     dataset.test = limit_per_class(dataset.test, max_test, seed)
-    if provenance.get("dataset_sha256") and dataset.fingerprint() != provenance["dataset_sha256"]:
+    if provenance.dataset_sha256 and dataset.fingerprint() != provenance.dataset_sha256:
         raise ToolkitError(f"{data_root}: not the images {artifacts} was made from (SHA-256 differs); pass the same "
                            "DATA=, --max-train and --max-test as for `make convert`, or rerun it")
     return dataset
 
 
-def decode_checked(paths, size: int, desc: str) -> np.ndarray:
-    """Decoded images; every one must decode (they all did when OUT was made)."""
+def decode_checked(paths, spec: InputSpec, desc: str) -> np.ndarray:
+    """Decoded images fitted to ``spec``; every one must decode (they all did when OUT was made)."""
     from convert.data import Split, decode_split
 
     split = Split(paths=list(paths), labels=np.zeros(len(paths), np.int64))
-    kept, images = decode_split(split, InputSpec(size, size), desc)
+    kept, images = decode_split(split, spec, desc)
     if len(kept.paths) != len(paths):
         raise ToolkitError(f"{len(paths) - len(kept.paths)} images could not be decoded now but could be when OUT was "
                            "made; the data set changed: rerun `make convert`")
@@ -105,7 +111,7 @@ def decode_checked(paths, size: int, desc: str) -> np.ndarray:
 
 def float_test_scores(float_tflite: Path, labels: list[str], test_rgb: np.ndarray, threads: int | None = None):
     """The K210 variant's float TFLite on the test images, through the runtime's own path."""
-    from convert.drift import run_classifier
+    from convert.tflite.drift import run_classifier
 
     size = test_rgb.shape[1]
     meta = ModelMetadata(labels=labels, input=InputSpec(size, size))
@@ -120,7 +126,7 @@ def measure(kmodel: Path, float_scores: np.ndarray, test_rgb: np.ndarray, test_l
     Returns the report's ``results`` section. The goals are judged (True/False) only when every test image
     was simulated; on a sample they are None.
     """
-    from convert.drift import compare
+    from convert.tflite.drift import compare
 
     started = time.perf_counter()
     count = len(test_rgb) if sim_images is None else min(sim_images, len(test_rgb))
@@ -160,16 +166,14 @@ def write_report(artifacts: Path, report: dict, labels: list[str]) -> None:
     """``k210_report.json`` / ``.md``, the board program's labels header, and ``metadata.json``'s k210 section."""
     artifacts = Path(artifacts)
     size = report["plan"]["input_size"]
-    write_json_atomic(artifacts / REPORT_JSON, report)
-    write_text_atomic(artifacts / REPORT_MD, render_markdown(report))
-    write_text_atomic(artifacts / LABELS_HEADER, labels_header(labels, size, size))
-    path = artifacts / METADATA_FILE
-    data = json.loads(path.read_text(encoding="utf-8"))
-    data["k210"] = {**report["kmodel"], "plan": report["plan"]["summary"], "results": report["results"]}
+    write_json_atomic(artifacts / K210_REPORT_JSON, report)
+    write_text_atomic(artifacts / K210_REPORT_MD, render_markdown(report))
+    write_text_atomic(artifacts / K210_LABELS_HEADER, labels_header(labels, size, size))
+    metadata, conversion = read_conversion(artifacts)
+    conversion.k210 = {**report["kmodel"], "plan": report["plan"]["summary"], "results": report["results"]}
     for name in (KMODEL_FILE, K210_FLOAT_TFLITE_FILE):
-        data.setdefault("artifacts", {})[name] = {"sha256": sha256(artifacts / name),
-                                                  "bytes": (artifacts / name).stat().st_size}
-    write_json_atomic(path, data)
+        conversion.artifacts[name] = ArtifactRecord((artifacts / name).stat().st_size, sha256_file(artifacts / name))
+    write_json_atomic(artifacts / METADATA_FILE, metadata_dict(metadata, conversion))
 
 
 def labels_header(labels: list[str], width: int, height: int) -> str:
@@ -238,23 +242,23 @@ def refresh(artifacts: Path, sim_images: int | None, toolchain: Path = DEFAULT_T
         ToolkitError: No report or kmodel, or the kmodel is not the one the report describes.
     """
     artifacts = Path(artifacts)
-    report_path, kmodel = artifacts / REPORT_JSON, artifacts / KMODEL_FILE
+    report_path, kmodel = artifacts / K210_REPORT_JSON, artifacts / KMODEL_FILE
     if not report_path.is_file() or not kmodel.is_file():
-        raise ToolkitError(f"{artifacts}: no {KMODEL_FILE} with its {REPORT_JSON}; run `make kmodel` first")
+        raise ToolkitError(f"{artifacts}: no {KMODEL_FILE} with its {K210_REPORT_JSON}; run `make kmodel` first")
     report = json.loads(report_path.read_text(encoding="utf-8"))
-    if sha256(kmodel) != report["kmodel"]["sha256"]:
+    if sha256_file(kmodel) != report["kmodel"]["sha256"]:
         raise ToolkitError(f"{kmodel}: not the kmodel {report_path.name} describes (SHA-256 differs); rerun "
                            "`make kmodel`")
-    metadata = read_metadata(artifacts)
+    metadata, conversion = read_conversion(artifacts)
     options = report["options"]
-    dataset = checked_dataset(artifacts, metadata.extra.get("provenance", {}), options.get("data") or None,
+    dataset = checked_dataset(artifacts, conversion.provenance, options.get("data") or None,
                               options.get("max_train"), options.get("max_test"), options.get("seed", 0))
     size = report["plan"]["input_size"]
-    test_rgb = decode_checked(dataset.test.paths, size, "decode test")
+    test_rgb = decode_checked(dataset.test.paths, InputSpec(size, size, metadata.input.resize), "decode test")
     float_scores = float_test_scores(artifacts / K210_FLOAT_TFLITE_FILE, metadata.labels, test_rgb)
     kmodel_input = KmodelInput(size, size, layout=report["kmodel"]["input"]["layout"])
     report["results"] = measure(kmodel, float_scores, test_rgb, dataset.test.labels, kmodel_input, sim_images,
-                                options.get("seed", 0), artifacts / "k210_work", toolchain,
+                                options.get("seed", 0), artifacts / K210_WORK_DIR, toolchain,
                                 report["results"]["accuracy_full_float_vgg"])
     write_report(artifacts, report, metadata.labels)
     return report
@@ -274,9 +278,9 @@ def sim_images_arg(text: str) -> int | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m convert.k210_report", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="python -m convert.k210.report", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--artifacts", type=Path, default=Path("artifacts/vgg16_cats_dogs"),
+    parser.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
                         help="the folder make kmodel wrote model_k210.kmodel and k210_report.json into")
     parser.add_argument("--sim-images", type=sim_images_arg, default=None,
                         help="test images run in the simulator (N or all; default all)")
@@ -287,13 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        report = refresh(args.artifacts, args.sim_images, args.toolchain)
-    except ToolkitError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(render_markdown(report), flush=True)
-    return 0
+
+    def body() -> int:
+        print(render_markdown(refresh(args.artifacts, args.sim_images, args.toolchain)), flush=True)
+        return 0
+
+    return run_main(body)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,240 @@
+"""The student learns from the teacher: the teacher's pass, the distillation and its schedule, dtype copies."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from convert.k210.options import KmodelOptions, Precision
+from convert.k210.plan import Plan
+from runtime.errors import ToolkitError
+
+log = logging.getLogger(__name__)
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def distill(student, train_rgb: np.ndarray, teacher_logits: np.ndarray, labels: np.ndarray, val_rgb: np.ndarray,
+            val_labels: np.ndarray, options: KmodelOptions, teacher_maps: np.ndarray | None = None) -> list[dict]:
+    """Trains ``student`` on the teacher's softened outputs (and the true labels), with horizontal flips.
+
+    With ``teacher_maps`` (the teacher head's 1x1-conv feature maps of ``train_rgb``, see
+    :func:`teacher_outputs`) and ``options.map_weight`` > 0, the student's own ``reduce`` maps are also
+    pulled towards them (mean squared error, both divided by the teacher maps' RMS): the same layer in both
+    nets, so no adapter is needed, and each image then teaches 14x14x128 numbers (at 224) instead of one
+    margin. The maps must be on the student's grid (:func:`resize_maps`).
+    Adam with :func:`learning_rate_schedule` (warm-up, then cosine to 0); the last epoch's weights are kept. The
+    held-out accuracy is measured as initialized and after each epoch, for the report. Returns that history
+    (epoch 0 = as initialized).
+    """
+    from convert.head import predict_batched
+    from convert.progress import progress
+
+    use_maps = teacher_maps is not None and options.map_weight > 0
+    trainer, teacher_maps = _trainer(student, teacher_maps if use_maps else None, options, teacher_logits.shape[1],
+                                     math.ceil(len(train_rgb) / options.batch_size))
+    dataset = _distillation_dataset(train_rgb, teacher_logits, labels, teacher_maps, options)
+
+    def held_out_accuracy() -> float:
+        return float(np.mean(predict_batched(student, val_rgb.astype(np.float32)).argmax(1) == val_labels))
+
+    history = [{"epoch": 0, "loss": None, "val_accuracy": held_out_accuracy()}]  # as initialized
+    log.info("initialized: held-out accuracy %.4f", history[0]["val_accuracy"])
+    for epoch in progress(range(options.epochs), "distill", total=options.epochs, unit="epoch"):
+        fit = trainer.fit(dataset, epochs=1, verbose=0)
+        history.append({"epoch": epoch + 1, "loss": float(fit.history["loss"][-1]), "val_accuracy": held_out_accuracy()})
+        log.info("epoch %d: loss %.4f, held-out accuracy %.4f", epoch + 1, history[-1]["loss"],
+                 history[-1]["val_accuracy"])
+    return history
+
+
+def _trainer(student, teacher_maps: np.ndarray | None, options: KmodelOptions, classes: int, steps_per_epoch: int):
+    """The student compiled for distillation: Adam on the distillation loss (and, given teacher maps, the
+    map loss on its 1x1-conv maps), with :func:`learning_rate_schedule`.
+
+    Returns:
+        (the compiled trainer model, the teacher maps divided by their RMS as float16, or None).
+    """
+    import keras
+    import tensorflow as tf
+
+    from convert.k210.student import LOGITS_LAYER, REDUCE_LAYER
+
+    temperature, alpha = options.temperature, options.hard_label_weight
+    outputs = [student.get_layer(LOGITS_LAYER).output]
+    if teacher_maps is not None:
+        rms = float(np.sqrt(np.mean(np.square(teacher_maps[:64].astype(np.float32))))) or 1.0
+        outputs.append(keras.layers.Rescaling(1.0 / rms, name="map_scale", dtype="float32")(
+            student.get_layer(REDUCE_LAYER).output))
+        teacher_maps = (teacher_maps.astype(np.float32) / rms).astype(np.float16)
+    trainer = keras.Model(student.input, outputs)
+
+    def distillation_loss(y_true, y_pred):
+        soft_teacher = tf.nn.softmax(y_true[:, :classes] / temperature)
+        kd = -tf.reduce_sum(soft_teacher * tf.nn.log_softmax(y_pred / temperature), axis=1) * temperature ** 2
+        hard = -tf.reduce_sum(y_true[:, classes:] * tf.nn.log_softmax(y_pred), axis=1)
+        return (1 - alpha) * kd + alpha * hard
+
+    use_maps = teacher_maps is not None
+    trainer.compile(optimizer=keras.optimizers.Adam(learning_rate_schedule(options, steps_per_epoch)),
+                    loss=[distillation_loss, "mse"] if use_maps else distillation_loss,
+                    loss_weights=[1.0, options.map_weight] if use_maps else None)
+    return trainer, teacher_maps
+
+
+def _distillation_dataset(train_rgb: np.ndarray, teacher_logits: np.ndarray, labels: np.ndarray,
+                          teacher_maps: np.ndarray | None, options: KmodelOptions):
+    """Images with (teacher logits, one-hot labels) targets and the teacher maps, shuffled, flipped, batched."""
+    import tensorflow as tf
+
+    classes = teacher_logits.shape[1]
+    targets = np.concatenate([teacher_logits, np.eye(classes, dtype=np.float32)[labels]], axis=1).astype(np.float32)
+
+    def flip(image, target, *maps):
+        # One coin per image flips the pixels and, with them, the teacher's maps (axis 1 = width).
+        flipped = tf.random.uniform([], seed=options.seed) < 0.5
+        image = tf.cast(image, tf.float32)
+        image = tf.cond(flipped, lambda: tf.reverse(image, [1]), lambda: image)
+        if not maps:
+            return image, target
+        fmap = tf.cast(maps[0], tf.float32)
+        return image, (target, tf.cond(flipped, lambda: tf.reverse(fmap, [1]), lambda: fmap))
+
+    tensors = (train_rgb, targets, teacher_maps) if teacher_maps is not None else (train_rgb, targets)
+    return (tf.data.Dataset.from_tensor_slices(tensors)
+            .shuffle(len(train_rgb), seed=options.seed, reshuffle_each_iteration=True)
+            .map(flip)
+            .batch(options.batch_size)
+            .prefetch(2))
+
+
+def learning_rate_schedule(options: KmodelOptions, steps_per_epoch: int):
+    """Linear warm-up from 0 to ``options.learning_rate`` over ``options.warmup_epochs``, then a cosine decay to
+    0 at the end of the last epoch (Keras ``CosineDecay``; without warm-up it starts at the peak)."""
+    import keras
+
+    steps = options.epochs * steps_per_epoch
+    warmup = min(round(options.warmup_epochs * steps_per_epoch), steps - 1)
+    if not warmup:
+        return keras.optimizers.schedules.CosineDecay(options.learning_rate, decay_steps=steps)
+    return keras.optimizers.schedules.CosineDecay(0.0, decay_steps=steps - warmup,
+                                                  warmup_target=options.learning_rate, warmup_steps=warmup)
+
+
+def teacher_outputs(teacher, layout, images_rgb: np.ndarray, maps: bool,
+                    dtype: str = "float32") -> tuple[np.ndarray, np.ndarray | None]:
+    """The teacher's log-probabilities and, with ``maps``, its head's 1x1-conv maps (float16), in one pass.
+
+    ``dtype`` is the Keras dtype policy the teacher's conv trunk runs in (its head stays float32): with
+    "mixed_bfloat16" the pass takes half the time on a CPU with bf16 instructions, and the targets move
+    little (on 125 training images: the same top-1 for all, max probability difference 0.004).
+    """
+    import keras
+
+    from convert.k210.student import REDUCE_LAYER
+
+    trunk = layout.trunk if dtype == "float32" else in_dtype(layout.trunk, dtype)
+    pixels = keras.Input(teacher.input.shape[1:])
+    features = trunk(layout.normalize(pixels))
+    if maps:
+        reduced = layout.head.get_layer(REDUCE_LAYER)(features)
+        both = keras.Model(pixels, [layout.head.get_layer("predictions")(layout.head.get_layer("gap")(reduced)),
+                                    reduced])
+    else:
+        both = keras.Model(pixels, [layout.head(features)])
+    parts = [both.predict_on_batch(images_rgb[i:i + 32].astype(np.float32)) for i in range(0, len(images_rgb), 32)]
+    parts = [part if isinstance(part, (list, tuple)) else [part] for part in parts]
+    probs = np.concatenate([np.asarray(p[0], np.float32) for p in parts])
+    fmaps = np.concatenate([np.asarray(p[1], np.float16) for p in parts]) if maps else None
+    return np.log(np.clip(probs, 1e-7, 1.0)).astype(np.float32), fmaps
+
+
+def in_dtype(model, dtype: str):
+    """A copy of a Keras functional model whose layers run in the dtype policy ``dtype`` (same weights)."""
+    import keras
+
+    def clone(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": dtype})
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def load_teacher(path: Path, plan: Plan):
+    """The ``make convert`` float model and its parts, checked against the shape the plan mirrors."""
+    import keras
+
+    from convert.k210.student import teacher_layout
+
+    teacher = keras.models.load_model(path)
+    layout = teacher_layout(teacher)
+    if (layout.arch, layout.blocks, layout.reduce_channels) != (plan.arch, plan.blocks, plan.reduce_channels):
+        raise ToolkitError(f"{path}: its layers ({layout.arch}, blocks 1-{layout.blocks}, 1x1 conv "
+                           f"{layout.reduce_channels}) differ from what metadata.json says; rerun `make convert`")
+    return teacher, layout
+
+
+def train_student(plan: Plan, layout, inputs, teacher_logits: np.ndarray, teacher_maps: np.ndarray | None,
+                  options: KmodelOptions, dtype: str = "float32"):
+    """Builds the variant, initializes it from the teacher and distills it; returns (student, init, history).
+
+    The student is built for any input size: its layers are fit to the teacher's at the teacher's input size
+    (the same pixels give both nets the same positions), then it is distilled at its own size, in the
+    Keras dtype policy ``dtype`` (:func:`training_dtype`).
+    """
+    from convert.k210.student import build_student, init_from_teacher
+
+    student = build_student(plan, seed=options.seed, any_size=True)  # float32: the refit needs the precision
+    rng = np.random.default_rng(options.seed)
+    sample = np.sort(rng.choice(inputs.fit_index, min(options.init_images, len(inputs.fit_index)), replace=False))
+    init = init_from_teacher(student, layout, inputs.teacher_rgb[sample], teacher_logits[sample],
+                             reconstruct=options.reconstruct, seed=options.seed)
+    inputs.teacher_rgb = inputs.train_rgb  # free the teacher-size copy
+    for name, (before, after) in init.relative_error.items():
+        log.info("init %s: relative error %.3f (kept channels) -> %.3f (refit)", name, before, after)
+    fit, held = inputs.fit_index, inputs.held_out
+    trainee = student if dtype == "float32" else rebuilt(student, plan, any_size=True, dtype=dtype, seed=options.seed)
+    log.info("distillation in %s", dtype)
+    history = distill(trainee, inputs.train_rgb[fit], teacher_logits[fit], inputs.train_labels[fit],
+                      inputs.train_rgb[held], inputs.train_labels[held], options,
+                      None if teacher_maps is None else teacher_maps[fit])
+    student.set_weights(trainee.get_weights())
+    return student, init, history
+
+
+def training_dtype(precision: Precision, cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The Keras dtype policy the distillation runs in (see :attr:`KmodelOptions.precision`)."""
+    precision = Precision(precision)
+    if precision is Precision.FLOAT32:
+        return "float32"
+    if precision is Precision.BFLOAT16:
+        return "mixed_bfloat16"
+    try:
+        flags = set(cpuinfo.read_text(errors="replace").split())
+    except OSError:
+        flags = set()
+    return "mixed_bfloat16" if flags & set(BF16_CPU_FLAGS) else "float32"
+
+
+def rebuilt(student, plan: Plan, *, any_size: bool = False, dtype: str | None = None, seed: int = 0):
+    """The student's weights in another build of the plan: by default the fixed-size float32 model TFLite and
+    nncase need; with ``dtype`` a mixed-precision copy to train (its variables are float32 too)."""
+    from convert.k210.student import build_student
+
+    copy = build_student(plan, seed=seed, any_size=any_size, dtype=dtype)
+    copy.set_weights(student.get_weights())
+    return copy
+
+
+def resize_maps(maps: np.ndarray, side: int) -> np.ndarray:
+    """Teacher feature maps (N, H, W, C) averaged onto the student's ``side`` x ``side`` grid (area resize)."""
+    import tensorflow as tf
+
+    if maps.shape[1:3] == (side, side):
+        return maps
+    return np.concatenate([np.asarray(tf.image.resize(maps[i:i + 256].astype(np.float32), (side, side), method="area"),
+                                      np.float16) for i in range(0, len(maps), 256)])

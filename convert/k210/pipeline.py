@@ -1,0 +1,281 @@
+"""``make kmodel``: the float VGG + head in OUT -> a K210 kmodel, measured.
+
+Steps: plan a narrowed copy of OUT's float model that fits the K210 (convert/k210_plan.py) -> build it and
+initialize it from that model's layers (strongest channels, refit by least squares: convert/k210_student.py)
+-> distill it from OUT's float model on the training set -> float TFLite ->
+nncase uint8 PTQ with OUT's calibration images -> ``model_k210.kmodel`` (uint8 RGB in, planar) -> run a
+seeded sample of the test set through nncase's K210 simulator (``--sim-images``; the float variant runs on
+all of it) -> ``k210_report.json`` / ``.md`` and a ``k210`` section in ``metadata.json``. The simulator is too
+slow for all 2000 test images inside make kmodel's 30 minutes: ``make kmodel-report``
+(convert/k210_report.py) runs them all and rewrites the report.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+from calibration.select import load_calibration_images, read_manifest
+from convert.artifacts import sha256_file
+from convert.k210.compile import KmodelInput, compile_kmodel, toolchain_python, toolchain_route
+from convert.k210.distill import load_teacher, rebuilt, resize_maps, teacher_outputs, train_student, training_dtype
+from convert.k210.options import KmodelOptions
+from convert.k210.plan import Plan, largest_fitting, plan_vgg
+from convert.k210.report import checked_dataset, decode_checked, float_test_scores, measure, write_report
+from convert.schema import (
+    K210_FLOAT_KERAS_FILE,
+    K210_FLOAT_TFLITE_FILE,
+    K210_WORK_DIR,
+    KERAS_FILE,
+    KMODEL_FILE,
+    Provenance,
+    read_conversion,
+)
+from runtime.errors import ToolkitError
+from runtime.preprocess import InputSpec, ResizeMode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StudentShape:
+    """The teacher's shape a student mirrors: which VGG, how many conv blocks, the head's 1x1 conv."""
+
+    arch: str = "vgg16"
+    blocks: int | None = None  # None = all
+    reduce_channels: int = 0
+
+
+def student_shape(provenance: Provenance) -> StudentShape:
+    """The shape of the ``make convert`` model recorded in its metadata (read before any model is loaded).
+
+    Raises:
+        ToolkitError: The model has no trained head (VGG's own ImageNet top) to distill.
+    """
+    from convert.config import HeadKind
+    from convert.head import BLOCK4_HEAD_WIDTH, head_input
+
+    arch, head = provenance.arch, provenance.head
+    if head is None:
+        return StudentShape(arch)
+    kind = HeadKind(head)
+    if kind is HeadKind.IMAGENET:
+        raise ToolkitError("the make convert model is VGG's own ImageNet top, with no cats/dogs head to distill; "
+                           "rerun make convert with --head gap, flatten-mlp or block4-conv")
+    if head_input(kind) == "block4_pool":
+        return StudentShape(arch, 4, BLOCK4_HEAD_WIDTH if kind is HeadKind.BLOCK4_CONV else 0)
+    return StudentShape(arch)
+
+
+def choose_plan(options: KmodelOptions, classes: int, shape: StudentShape = StudentShape()) -> Plan:
+    """The planned variant; a variant that cannot fit is refused with the planner's reasons, before any work.
+
+    Raises:
+        ToolkitError: Nothing fits, or the asked-for variant does not.
+    """
+    if options.width is not None and options.input_size is not None:
+        plan = plan_vgg(shape.arch, options.width, options.input_size, classes, options.deployment, shape.blocks,
+                        shape.reduce_channels)
+    else:
+        plan = largest_fitting(shape.arch, classes, options.deployment, options.max_gmacs, shape.blocks,
+                               shape.reduce_channels)
+        if plan is None:
+            raise ToolkitError(f"no {shape.arch} variant fits the {options.deployment.value} budget under "
+                               f"{options.max_gmacs} GMAC; raise --max-gmacs or pick --deployment")
+    if not plan.fits:
+        raise ToolkitError(f"{plan.name} does not fit the K210: "
+                           f"{'; '.join(plan.problems)}; see `python -m convert.k210.plan`")
+    return plan
+
+
+def _timed(options: KmodelOptions, name: str, started: float) -> None:
+    options.timings_s[name] = round(time.perf_counter() - started, 1)
+    log.info("%s: %.1f s", name, options.timings_s[name])
+
+
+@dataclass
+class Inputs:
+    """Decoded images of a run: training (fit + held out), test, calibration."""
+
+    train_rgb: np.ndarray  # at the student's size
+    teacher_rgb: np.ndarray  # at the teacher's size (the same array when the sizes agree)
+    train_labels: np.ndarray
+    fit_index: np.ndarray
+    held_out: np.ndarray
+    test_rgb: np.ndarray
+    test_labels: np.ndarray
+    calibration: np.ndarray
+
+
+def load_inputs(options: KmodelOptions, provenance: Provenance, size: int, teacher_size: int,
+                resize: ResizeMode = ResizeMode.SQUASH) -> Inputs:
+    """The same data set, calibration list (each file checked against its hash) and held-out images as
+    ``make convert`` used, fitted to the input the way the model was trained (``resize``, from metadata.json)."""
+    from convert.float_model import held_out_index
+
+    artifacts = Path(options.artifacts)
+    dataset = checked_dataset(artifacts, provenance, options.data, options.max_train, options.max_test, options.seed)
+    spec, teacher_spec = InputSpec(size, size, resize), InputSpec(teacher_size, teacher_size, resize)
+    train_rgb = decode_checked(dataset.train.paths, spec, "decode train (student size)")
+    teacher_rgb = train_rgb if size == teacher_size else decode_checked(dataset.train.paths, teacher_spec,
+                                                                        "decode train (teacher size)")
+    items = read_manifest(artifacts / provenance.calibration.manifest)
+    # RGB 0..255 (raw normalization), as uint8: the kmodel's input type
+    calibration = load_calibration_images(items, dataset.root, spec).astype(np.uint8)
+    position = {p.relative_to(dataset.root).as_posix(): i for i, p in enumerate(dataset.train.paths)}
+    held_out = held_out_index(dataset.train.labels, {position[i.file] for i in items if i.file in position},
+                              options.seed)
+    return Inputs(train_rgb=train_rgb, teacher_rgb=teacher_rgb, train_labels=dataset.train.labels,
+                  fit_index=np.setdiff1d(np.arange(len(train_rgb)), held_out), held_out=held_out,
+                  test_rgb=decode_checked(dataset.test.paths, spec, "decode test"), test_labels=dataset.test.labels,
+                  calibration=calibration)
+
+
+def export_float(student, artifacts: Path) -> Path:
+    """Float Keras + TFLite of the variant into ``artifacts``; returns the float TFLite nncase starts from."""
+    from convert.tflite.export import ExportContext, Target, export
+
+    # Staged inside the artifacts folder: os.replace cannot move a file across file systems (EXDEV), and /tmp
+    # is often another one.
+    with tempfile.TemporaryDirectory(prefix=".kmodel-export-", dir=artifacts) as tmp:
+        ctx = ExportContext(model=student, out_dir=Path(tmp), work_dir=Path(tmp))
+        written = export(ctx, [Target.KERAS, Target.TFLITE_FLOAT])
+        float_tflite = artifacts / K210_FLOAT_TFLITE_FILE
+        os.replace(written[Target.TFLITE_FLOAT], float_tflite)
+        os.replace(written[Target.KERAS], artifacts / K210_FLOAT_KERAS_FILE)
+    return float_tflite
+
+
+def run(options: KmodelOptions) -> dict:
+    """The whole ``make kmodel``; returns the report. Raises ToolkitError on bad input or a tool failure.
+
+    Steps: 1. plan the variant from metadata.json (before any model is loaded); 2. decode the data set and
+    the calibration list; 3. the teacher's outputs; 4. initialize and distill the student; 5. export it and
+    compile the kmodel; 6. check the kmodel in the simulator and write the report.
+    """
+    import keras
+
+    started_all = time.perf_counter()
+    artifacts = Path(options.artifacts)
+    teacher_path = artifacts / KERAS_FILE
+    if not teacher_path.is_file():
+        raise ToolkitError(f"{teacher_path}: no float model; run `make convert` first (make kmodel starts from it)")
+    metadata, conversion = read_conversion(artifacts)
+    plan = choose_plan(options, len(metadata.labels), student_shape(conversion.provenance))
+    toolchain_python(options.toolchain)  # fail before the long part if nncase is not there
+    log.info(plan.summary())
+
+    started = time.perf_counter()
+    inputs = load_inputs(options, conversion.provenance, plan.input_size, metadata.input.height,
+                         metadata.input.resize)
+    _timed(options, "decode", started)
+
+    started = time.perf_counter()
+    keras.utils.set_random_seed(options.seed)
+    dtype = training_dtype(options.precision)
+    teacher, layout = load_teacher(teacher_path, plan)
+    use_maps = options.map_weight > 0 and plan.reduce_channels > 0
+    if options.map_weight > 0 and not use_maps:
+        log.info("feature-map loss off: the student has no 1x1 head conv to match the teacher's")
+    teacher_logits, teacher_maps = teacher_outputs(teacher, layout, inputs.teacher_rgb, use_maps, dtype)
+    if teacher_maps is not None:
+        teacher_maps = resize_maps(teacher_maps, plan.feature_side)
+    _timed(options, "teacher outputs", started)
+
+    started = time.perf_counter()
+    student, init, history = train_student(plan, layout, inputs, teacher_logits, teacher_maps, options, dtype)
+    del teacher, layout
+    student = rebuilt(student, plan)
+    _timed(options, "init and distill", started)
+
+    started = time.perf_counter()
+    kmodel_input = KmodelInput(plan.input_size, plan.input_size, layout=options.layout.value)
+    kmodel, compiled, float_scores = _export_and_compile(student, inputs, kmodel_input, metadata.labels, options)
+    _timed(options, "export and compile", started)
+
+    report = {
+        "plan": _plan_section(plan),
+        "init": _init_section(init, options),
+        "distillation": _distillation_section(options, use_maps, dtype, inputs, history, teacher_path),
+        "kmodel": _kmodel_section(kmodel, compiled, inputs, kmodel_input, metadata, options),
+        "options": {key: (value.value if isinstance(value, Enum) else str(value) if isinstance(value, Path)
+                          else value)
+                    for key, value in asdict(options).items() if key != "timings_s"},
+    }
+    started = time.perf_counter()
+    report["results"] = measure(kmodel, float_scores, inputs.test_rgb, inputs.test_labels, kmodel_input,
+                                options.sim_images, options.seed, artifacts / K210_WORK_DIR, options.toolchain,
+                                None if conversion.results is None else conversion.results.accuracy_float)
+    _timed(options, "simulator check", started)
+    report["timings_s"] = {**options.timings_s, "total": round(time.perf_counter() - started_all, 1)}
+    write_report(artifacts, report, metadata.labels)
+    return report
+
+
+def _export_and_compile(student, inputs: Inputs, kmodel_input: KmodelInput, labels: list[str],
+                        options: KmodelOptions) -> tuple[Path, dict, np.ndarray]:
+    """The student's float TFLite, compiled by nncase; meanwhile its test scores (the kmodel's reference).
+
+    Returns:
+        (the kmodel, nncase's compile details, the float variant's test scores).
+    """
+    artifacts = Path(options.artifacts)
+    float_tflite = export_float(student, artifacts)
+    with ThreadPoolExecutor(1) as pool:
+        compiling = pool.submit(compile_kmodel, float_tflite, inputs.calibration, kmodel_input,
+                                artifacts / KMODEL_FILE, artifacts / K210_WORK_DIR / "compile", options.toolchain,
+                                options.calibrate_method.value)
+        # nncase compiles on one core; the float variant's test scores take the other meanwhile.
+        float_scores = float_test_scores(float_tflite, labels, inputs.test_rgb, threads=1)
+        kmodel, compiled = compiling.result()
+    return kmodel, compiled, float_scores
+
+
+def _plan_section(plan: Plan) -> dict:
+    return {"arch": plan.arch, "width": plan.width, "input_size": plan.input_size, "blocks": plan.blocks,
+            "reduce_channels": plan.reduce_channels, "params": plan.params,
+            "gmacs": round(plan.macs / 1e9, 3), "deployment": plan.deployment.value,
+            "budget_bytes": plan.budget_bytes, "planned_main_memory_bytes": plan.main_memory_bytes,
+            "peak_kpu_bytes": plan.peak_kpu_bytes, "peak_kpu_layer": plan.peak_kpu_layer.name,
+            "summary": plan.summary()}
+
+
+def _init_section(init, options: KmodelOptions) -> dict:
+    return {"method": "strongest channels + least-squares refit" if options.reconstruct else "strongest channels",
+            "images": init.images, "kept_l1_share": init.kept_l1_share,
+            "relative_error": {name: {"kept_channels": round(before, 4), "refit": round(after, 4)}
+                               for name, (before, after) in init.relative_error.items()},
+            "dense": init.head}
+
+
+def _distillation_section(options: KmodelOptions, use_maps: bool, dtype: str, inputs: Inputs, history: list[dict],
+                          teacher_path: Path) -> dict:
+    return {"epochs": options.epochs, "temperature": options.temperature,
+            "hard_label_weight": options.hard_label_weight, "learning_rate": options.learning_rate,
+            "map_weight": options.map_weight if use_maps else 0.0,
+            "dtype_policy": dtype, "teacher_dtype_policy": dtype,
+            "warmup_epochs": options.warmup_epochs,
+            "schedule": "linear warm-up, cosine decay to 0, last epoch kept" if options.warmup_epochs
+            else "cosine decay to 0, last epoch kept",
+            "fit_images": int(len(inputs.fit_index)), "held_out_images": int(len(inputs.held_out)),
+            "history": history, "teacher": str(teacher_path.name)}
+
+
+def _kmodel_section(kmodel: Path, compiled: dict, inputs: Inputs, kmodel_input: KmodelInput, metadata,
+                    options: KmodelOptions) -> dict:
+    """What the board program must know: the kmodel file, nncase's memory table, its input and output."""
+    return {"file": KMODEL_FILE, "bytes": kmodel.stat().st_size, "sha256": sha256_file(kmodel), "version": 5,
+            "nncase_memory_bytes": compiled["memory"], "compile_s": compiled["compile_s"],
+            "calibration_images": int(len(inputs.calibration)),
+            "calibrate_method": options.calibrate_method.value, "toolchain": toolchain_route(options.toolchain),
+            "input": {"dtype": "uint8", "layout": kmodel_input.layout, "shape": kmodel_input.shape,
+                      "color_order": "RGB", "pixel_range": [0, 255], "resize": metadata.input.resize.value},
+            "output": {"dtype": "float32", "shape": [1, len(metadata.labels)], "activation": "softmax"}}

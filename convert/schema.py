@@ -1,0 +1,207 @@
+"""What an artifacts folder holds: every file name, and ``metadata.json``'s conversion sections as types.
+
+The device-facing part of ``metadata.json`` (labels, input, output) is ``runtime.metadata.ModelMetadata``:
+the runtime reads it on the device, without ``convert/``. This module types the rest, which the converter
+writes (``convert/pipeline.py``) and ``make kmodel``, ``make kmodel-report`` and ``make bench`` read:
+``provenance`` (what went in), ``results`` (the int8 model's measured drift), ``models`` (each TFLite model's
+I/O), ``artifacts`` (size and SHA-256 of each file) and, after ``make kmodel``, ``k210``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import ToolkitError
+from runtime.metadata import (  # noqa: F401  (the device files are the runtime's; named here with the rest)
+    DEFAULT_ARTIFACTS,
+    FLOAT_TFLITE_FILE,
+    INT8_TFLITE_FILE,
+    LABELS_FILE,
+    METADATA_FILE,
+    ModelMetadata,
+    read_metadata,
+)
+
+# make convert
+KERAS_FILE = "model_float.keras"
+CALIBRATION_MANIFEST_FILE = "calibration_manifest.json"
+DRIFT_JSON_FILE = "drift_report.json"
+DRIFT_MD_FILE = "drift_report.md"
+DRIFT_CONFUSION_PNG = "drift_confusion.png"
+DRIFT_PROB_DIFF_PNG = "drift_prob_diff.png"
+DRIFT_LAYERS_PNG = "drift_layers.png"
+# make bench
+BENCH_FILE = "bench.json"
+# make kmodel
+KMODEL_FILE = "model_k210.kmodel"
+K210_FLOAT_TFLITE_FILE = "model_k210_float.tflite"
+K210_FLOAT_KERAS_FILE = "model_k210_float.keras"
+K210_REPORT_JSON = "k210_report.json"
+K210_REPORT_MD = "k210_report.md"
+K210_LABELS_HEADER = "k210_labels.h"  # for the board program (firmware_notes/k210_board/main.c)
+K210_WORK_DIR = "k210_work"  # nncase's job folders (compile log, simulator chunks)
+
+
+def _without_none(data: dict) -> dict:
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def _known(cls, data: Any, section: str, source: str) -> dict:
+    """The keys of ``data`` that ``cls`` has; every field without a default must be there.
+
+    Keys the type does not know are dropped, so a file from a newer converter still reads.
+    """
+    if not isinstance(data, dict):
+        raise ToolkitError(f"{source}: {section} must be an object, found {type(data).__name__}; "
+                           "regenerate it with `make convert`")
+    known = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+    missing = [f.name for f in fields(cls) if f.name not in known and f.default is MISSING
+               and f.default_factory is MISSING]
+    if missing:
+        raise ToolkitError(f"{source}: {section} lacks {', '.join(missing)}; regenerate it with `make convert`")
+    return known
+
+
+@dataclass
+class CalibrationRecord:
+    """The calibration set of a conversion: its manifest (file, class, SHA-256 of each image)."""
+
+    manifest: str = CALIBRATION_MANIFEST_FILE
+    count: int = 0
+    seed: int = 0
+
+
+@dataclass
+class Provenance:
+    """What went into the float model and its conversion.
+
+    The training fields are None (and left out of the file) where they do not apply: VGG's own ImageNet
+    top is not trained (``trained`` False), and ``int8_feature_error`` exists only for the quantization-aware
+    head.
+    """
+
+    weights: str | None = None
+    arch: str = "vgg16"
+    int8_feature_error: float | None = None
+    head: str | None = None
+    trained: bool | None = None
+    fine_tune: bool | None = None
+    quant_aware_head: bool | None = None
+    epochs: int | None = None
+    learning_rate: float | None = None
+    dropout: float | None = None
+    l2: float | None = None
+    batch_size: int | None = None
+    validation_images: int | None = None
+    validation_accuracy: float | None = None
+    input_size: int | None = None
+    data_root: str = ""
+    data_layout: str | None = None
+    dataset_sha256: str | None = None
+    train_images: int | None = None
+    test_images: int | None = None
+    skipped: dict = field(default_factory=dict)  # split -> {reason: count}
+    skipped_files: dict = field(default_factory=dict)  # split -> the first files skipped, with their reasons
+    calibration: CalibrationRecord = field(default_factory=CalibrationRecord)
+    seed: int = 0
+    versions: dict = field(default_factory=dict)  # package -> version
+
+    def to_dict(self) -> dict:
+        return _without_none(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = METADATA_FILE) -> "Provenance":
+        known = _known(cls, data, "provenance", source)
+        known["calibration"] = CalibrationRecord(**_known(CalibrationRecord, known.get("calibration", {}),
+                                                          "provenance.calibration", source))
+        return cls(**known)
+
+
+@dataclass
+class Results:
+    """The int8 model against the float model on the test set, and the gate's verdict."""
+
+    n: int
+    accuracy_float: float | None
+    accuracy_int8: float | None
+    top1_agreement: float
+    mean_abs_prob_diff: float
+    max_abs_prob_diff: float
+    verdict: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = METADATA_FILE) -> "Results":
+        return cls(**_known(cls, data, "results", source))
+
+
+@dataclass
+class ArtifactRecord:
+    """One file of the folder: its size and SHA-256."""
+
+    bytes: int
+    sha256: str
+
+
+@dataclass
+class Conversion:
+    """Everything ``metadata.json`` says beyond what a device needs (``ModelMetadata.extra``).
+
+    Attributes:
+        models: Model file -> its I/O dtypes, quantization parameters and float ops.
+        artifacts: File -> size and SHA-256.
+        provenance: What went in.
+        results: What the gate measured.
+        training_history: The head's per-epoch metrics (None when nothing was trained).
+        k210: ``make kmodel``'s section (the kmodel, its plan and its simulator results), once it ran.
+    """
+
+    models: dict[str, dict] = field(default_factory=dict)
+    artifacts: dict[str, ArtifactRecord] = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=Provenance)
+    results: Results | None = None
+    training_history: dict | None = None
+    k210: dict | None = None
+
+    def to_dict(self) -> dict:
+        data = {
+            "models": self.models,
+            "artifacts": {name: asdict(record) for name, record in self.artifacts.items()},
+            "provenance": self.provenance.to_dict(),
+            "results": None if self.results is None else self.results.to_dict(),
+            "training_history": self.training_history,
+        }
+        if self.k210 is not None:
+            data["k210"] = self.k210
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = METADATA_FILE) -> "Conversion":
+        known = _known(cls, data, "metadata", source)
+        artifacts = {name: ArtifactRecord(**_known(ArtifactRecord, record, f"artifacts.{name}", source))
+                     for name, record in known.get("artifacts", {}).items()}
+        results = known.get("results")
+        return cls(models=known.get("models", {}), artifacts=artifacts,
+                   provenance=Provenance.from_dict(known.get("provenance", {}), source),
+                   results=None if results is None else Results.from_dict(results, source),
+                   training_history=known.get("training_history"), k210=known.get("k210"))
+
+
+def read_conversion(artifacts: Path) -> tuple[ModelMetadata, Conversion]:
+    """``metadata.json`` of an artifacts folder: the device part and the conversion's sections.
+
+    Raises:
+        ToolkitError: No or malformed metadata (one line naming the file and the key).
+    """
+    metadata = read_metadata(artifacts)
+    return metadata, Conversion.from_dict(metadata.extra, str(Path(artifacts) / METADATA_FILE))
+
+
+def metadata_dict(metadata: ModelMetadata, conversion: Conversion) -> dict:
+    """The whole ``metadata.json`` object: the device part, then the conversion's sections."""
+    metadata.extra = conversion.to_dict()
+    return metadata.to_dict()
