@@ -106,6 +106,7 @@ def test_make_kmodel_end_to_end_on_a_small_run(toolchain, shared_data, tmp_path,
 
     from convert.__main__ import main as convert_main
     from convert.k210.__main__ import main as kmodel_main
+    from convert.k210.distill import training_dtype
     from convert.k210.report import main as report_main
     from convert.schema import K210_LABELS_HEADER as LABELS_HEADER
     from convert.schema import K210_REPORT_JSON as REPORT_JSON
@@ -132,18 +133,15 @@ def test_make_kmodel_end_to_end_on_a_small_run(toolchain, shared_data, tmp_path,
     assert report["init"]["images"] == min(128, report["distillation"]["fit_images"])  # all there are, here
     assert report["distillation"]["warmup_epochs"] == 1.0
     assert report["distillation"]["map_weight"] == 1.0
-    assert report["distillation"]["dtype_policy"] in ("float32", "mixed_bfloat16")
+    assert report["distillation"]["dtype_policy"] == training_dtype("auto")  # bf16 only on a CPU with bf16
     assert report["kmodel"]["calibrate_method"] == "l2"  # the default; its second calibration pass ran
-    assert report["distillation"]["teacher_dtype_policy"] == report["distillation"]["dtype_policy"]
     results = report["results"]
     assert results["test_images"] == 20 and results["simulated_images"] == 6
     # 6 of 20 simulated: the goals are not judged on a sample, either way.
     assert results["meets_accuracy_goal"] is None and results["meets_agreement_goal"] is None
     assert "not judged, 6 of 20 test images simulated" in printed
-    assert 0.0 <= results["top1_agreement_kmodel_vs_float"] <= 1.0
     low, high = results["top1_agreement_ci95"]  # a sample: where the whole set's agreement may lie
     assert low <= results["top1_agreement_kmodel_vs_float"] <= high and high - low > 0.2  # 6 images say little
-    assert results["top1_disagreements"] == round(6 * (1 - results["top1_agreement_kmodel_vs_float"]))
     assert "95% interval on this sample" in printed
     assert (out / KMODEL_FILE).read_bytes()[:8] == b"LDMK\x05\x00\x00\x00" and (out / REPORT_MD).is_file()  # V5
     assert "#define K210_INPUT_W 80" in (out / LABELS_HEADER).read_text()
