@@ -26,6 +26,7 @@ from runtime.argtypes import (
     fraction,
     int_in_range,
     non_negative_float,
+    non_negative_int,
     open_fraction,
     positive_count_or_all,
     positive_float,
@@ -94,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-test", type=positive_count_or_all, default=None, help="test images per class (all)")
     parser.add_argument("--float-tflite-eval", type=count_or_all, default=200,
                         help="test images the float TFLite is checked on ('all' for every one)")
-    parser.add_argument("--debug-images", type=positive_int, default=8, help="images for the per-layer debugger")
+    parser.add_argument("--debug-images", type=non_negative_int, default=8,
+                        help="images for the per-layer debugger (0: no per-layer report, for huge models; "
+                             "needs --fix none, as the fix is chosen by that blame)")
     parser.add_argument("--threads", type=positive_int, default=None, help="interpreter threads (all cores)")
     parser.add_argument("--seed", type=int_in_range(0, MAX_SEED, "NumPy seeds are unsigned 32-bit"), default=0, help="seed for splits, calibration and training")
     parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's own logging")
@@ -136,7 +139,11 @@ def print_summary(summary: dict, passed: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.debug_images == 0 and args.fix is FixMode.AUTO:
+        parser.error("argument --debug-images: 0 turns off the per-layer blame that --fix auto chooses its "
+                     "float layers by; give --fix none with it")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     return run_main(lambda: _convert(args),
                     interrupted=f"staging and work folders removed, {args.out} left as it was")

@@ -89,7 +89,8 @@ class ConvertOptions:
         max_train: Use at most this many training images per class (None: all); for quick runs.
         max_test: Evaluate on at most this many test images per class (None: all).
         float_tflite_eval: How many test images the float TFLite is checked on (0: none, None: all).
-        debug_images: Images the per-layer QuantizationDebugger runs on.
+        debug_images: Images the per-layer QuantizationDebugger runs on; 0 skips it (then there is no blame,
+            so no automatic fix).
         threads: Interpreter threads for evaluation (None: all cores).
         seed: Seed for splits, calibration selection and training.
     """

@@ -275,3 +275,13 @@ def test_a_signal_inside_signals_deferred_is_raised_when_the_block_ends():
 
     assert cli.run_main(body) == 143 and events == ["finished the block"]
     assert signal.getsignal(signal.SIGTERM) is not cli._raise_interrupted  # handlers restored
+
+
+def test_no_debug_images_needs_fix_none(tmp_path, capsys):
+    """--debug-images 0 turns off the per-layer blame; the automatic fix is chosen by it, so it is refused."""
+    with pytest.raises(SystemExit) as info:
+        main(["--data", str(tmp_path), "--out", str(tmp_path / "out"), "--debug-images", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and "--fix none" in err[0]
+    parsed = build_parser().parse_args(["--debug-images", "0", "--fix", "none"])
+    assert parsed.debug_images == 0

@@ -196,13 +196,17 @@ def test_imagenet_head_pipeline_with_seeded_random_weights(shared_data, tmp_path
     from convert.__main__ import main
 
     code = main(["--data", str(shared_data), "--head", "imagenet", "--max-train", "4", "--max-test", "3",
-                 "--calib", "4", "--float-tflite-eval", "0", "--debug-images", "1", "--min-agreement", "0",
+                 "--calib", "4", "--float-tflite-eval", "0", "--debug-images", "0", "--min-agreement", "0",
                  "--fix", "none", "--out", str(tmp_path / "imagenet")])
     out = capsys.readouterr().out
     assert code == 0
     metadata = json.loads((tmp_path / "imagenet" / "metadata.json").read_text())
     assert len(metadata["labels"]) == 1000 and metadata["output"]["top_k"] == 5
     assert metadata["models"]["model_int8.tflite"]["float_ops"] == []
+    # --debug-images 0: no per-layer debugger (for this model it holds a float and an int8 copy of 138M weights)
+    drift_report = json.loads((tmp_path / "imagenet" / "drift_report.json").read_text())
+    assert drift_report["layers"] == [] and drift_report["layers_measured_on"] == 0
+    assert "Not measured (`--debug-images 0`)" in (tmp_path / "imagenet" / "drift_report.md").read_text()
     source = metadata["provenance"]["weights"]
     assert source == "imagenet" or source.startswith("random(seed="), source
     if source != "imagenet":

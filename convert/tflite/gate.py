@@ -108,9 +108,11 @@ def quantize_and_check(float_model: FloatModel, prepared: Prepared, calibration:
     metadata = runtime_metadata(float_model, prepared.spec)
     measured = _measure(float_model, prepared, metadata, int8_path, options)
     float_tflite = _float_tflite_check(float_model, prepared, metadata, float_path, options)
-    debug_positions = _stratified_positions(prepared.dataset.test.labels, options.debug_images)
-    debug_inputs = normalize(prepared.test_rgb[debug_positions], prepared.spec.normalization)
-    layers = drift.layer_errors(quantization_debugger(ctx, debug_inputs))
+    layers, debug_images = [], 0
+    if options.debug_images:  # 0: no per-layer report (the debugger holds a float and an int8 copy of the model)
+        debug_positions = _stratified_positions(prepared.dataset.test.labels, options.debug_images)
+        debug_inputs = normalize(prepared.test_rgb[debug_positions], prepared.spec.normalization)
+        layers, debug_images = drift.layer_errors(quantization_debugger(ctx, debug_inputs)), len(debug_inputs)
 
     fix = None
     if not measured.passed and options.fix is FixMode.AUTO:
@@ -124,7 +126,7 @@ def quantize_and_check(float_model: FloatModel, prepared: Prepared, calibration:
                                 f"agreement is {measured.test['top1_agreement']:.2%}, still below it")
             int8_report = inspect_tflite(int8_path)
 
-    report = _report(float_model, prepared, options, measured, float_tflite, layers, len(debug_inputs),
+    report = _report(float_model, prepared, options, measured, float_tflite, layers, debug_images,
                      int8_report.to_dict(), fix)
     n_classes = len(float_model.labels)
     report_files.write_plots(out_dir, float_model.labels if n_classes <= 20 else [str(i) for i in range(n_classes)],

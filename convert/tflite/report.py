@@ -100,6 +100,8 @@ def render_markdown(report: dict) -> str:
         for layer in report["layers"][:WORST_LAYERS]:
             lines.append(f"| {layer['op']} | `{layer['layer']}` | {layer['rmse_over_scale']:.3f} | {layer['scale']:.4g} |")
         lines += ["", f"![per-layer error]({DRIFT_LAYERS_PNG})", ""]
+    elif report.get("layers_measured_on") == 0:
+        lines += ["## Per-layer quantization error", "", "Not measured (`--debug-images 0`).", ""]
     if report.get("fix"):
         fix = report["fix"]
         lines += ["## Automatic fix", "", fix["summary"], ""]
