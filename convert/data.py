@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from convert.config import ConvertOptions
 from runtime.errors import ToolkitError
 from runtime.preprocess import InputSpec, Normalization, load_image_rgb, resize_rgb
 from runtime.sources import IMAGE_SUFFIXES  # one list of image suffixes, the camera loop's
@@ -267,12 +268,8 @@ class Prepared:
     test_rgb: np.ndarray
 
 
-def prepare_data(options) -> Prepared:
-    """The run's data set, split, limited and decoded at its input size; every class checked after decoding.
-
-    Args:
-        options: A ``convert.config.ConvertOptions``.
-    """
+def prepare_data(options: ConvertOptions) -> Prepared:
+    """The run's data set, split, limited and decoded at its input size; every class checked after decoding."""
     dataset = scan_dataset(options.data, options.test_fraction, options.seed)
     dataset.train = limit_per_class(dataset.train, options.max_train, options.seed)
     dataset.test = limit_per_class(dataset.test, options.max_test, options.seed)
