@@ -9,7 +9,7 @@ I/O), ``artifacts`` (size and SHA-256 of each file) and, after ``make kmodel``, 
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -203,5 +203,4 @@ def read_conversion(artifacts: Path) -> tuple[ModelMetadata, Conversion]:
 
 def metadata_dict(metadata: ModelMetadata, conversion: Conversion) -> dict:
     """The whole ``metadata.json`` object: the device part, then the conversion's sections."""
-    metadata.extra = conversion.to_dict()
-    return metadata.to_dict()
+    return replace(metadata, extra=conversion.to_dict()).to_dict()

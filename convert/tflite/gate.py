@@ -15,7 +15,7 @@ from convert.schema import DRIFT_JSON_FILE, DRIFT_MD_FILE
 from convert.tflite import drift
 from convert.tflite import report as report_files
 from convert.tflite.export import ExportContext, Target, export, export_tflite_int8, quantization_debugger
-from convert.tflite.ops import check_full_integer, inspect_tflite, producer_chain
+from convert.tflite.ops import TFLiteReport, check_full_integer, inspect_tflite, producer_chain
 from runtime.metadata import ModelMetadata
 from runtime.preprocess import normalize
 from runtime.timing import time_calls
@@ -56,6 +56,7 @@ class FixOutcome:
     test_top1_agreement_before: float | None = None  # the full-integer model's
     test_top1_agreement_after: float | None = None
     test_scores: np.ndarray | None = None  # the fixed model's test scores; None when nothing was fixed
+    model_after: TFLiteReport | None = None  # the fixed model's op inspection (the report's int8_model)
 
     @property
     def fixed(self) -> bool:
@@ -63,7 +64,7 @@ class FixOutcome:
 
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name != "test_scores" and getattr(self, f.name) is not None}
+                if f.name not in ("test_scores", "model_after") and getattr(self, f.name) is not None}
 
 
 @dataclass
@@ -124,7 +125,7 @@ def quantize_and_check(float_model: FloatModel, prepared: Prepared, calibration:
             if not measured.passed:
                 fix.summary += (f"; it met the budget on the held-out validation images, but on the test set "
                                 f"agreement is {measured.test['top1_agreement']:.2%}, still below it")
-            int8_report = inspect_tflite(int8_path)
+            int8_report = fix.model_after
 
     report = _report(float_model, prepared, options, measured, float_tflite, layers, debug_images,
                      int8_report.to_dict(), fix)
@@ -256,7 +257,7 @@ def _auto_fix(ctx: ExportContext, float_model: FloatModel, prepared: Prepared, m
                               for op, tensor in chosen],
                 float_ops=after.float_ops, bytes_before=baseline_bytes, bytes_after=bytes_after,
                 latency_ms_before=baseline_latency, latency_ms_after=latency, output_dtype_after=after.output_dtype,
-                validation_images=int(len(validation_rgb)),
+                validation_images=int(len(validation_rgb)), model_after=after,
                 test_scores=drift.run_classifier(int8_path, metadata, prepared.test_rgb, "fixed int8 on test",
                                                  options.threads))
     # Not fixable this way: restore the full-integer model so the rejected artifacts show the original.
