@@ -148,6 +148,56 @@ class ArtifactRecord:
 
 
 @dataclass
+class KmodelRecord:
+    """The kmodel ``make kmodel`` wrote, as the board program must know it (``k210_report.json``'s ``kmodel``).
+
+    Attributes:
+        file: The kmodel's file name in the artifacts folder.
+        bytes: Its size.
+        sha256: Its SHA-256: ``make kmodel-report`` refuses a kmodel that is not this one.
+        version: The kmodel format (5: nncase 1.x).
+        nncase_memory_bytes: nncase's memory table from the compile log (section -> bytes).
+        compile_s: Seconds nncase took (a timing: differs from run to run).
+        calibration_images: How many images calibrated the kmodel's quantization.
+        calibrate_method: nncase's calibration method (``no_clip``, ``l2``, ``kld_m0``, ...).
+        toolchain: Which route built the nncase toolchain (venv or debootstrap).
+        input: dtype, layout (NCHW / NHWC), shape, colour order, pixel range and resize of the input.
+        output: dtype, shape and activation of the output.
+    """
+
+    file: str
+    bytes: int
+    sha256: str
+    version: int
+    nncase_memory_bytes: dict[str, int]
+    compile_s: float
+    calibration_images: int
+    calibrate_method: str
+    toolchain: str
+    input: dict[str, Any]
+    output: dict[str, Any]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = K210_REPORT_JSON) -> "KmodelRecord":
+        return cls(**_known(cls, data, "kmodel", source))
+
+
+@dataclass
+class K210Record(KmodelRecord):
+    """``metadata.json``'s ``k210`` section: the kmodel, its plan in one line and its simulator results."""
+
+    plan: str = ""
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = METADATA_FILE) -> "K210Record":
+        return cls(**_known(cls, data, "k210", source))
+
+
+@dataclass
 class Conversion:
     """Everything ``metadata.json`` says beyond what a device needs (``ModelMetadata.extra``).
 
@@ -165,7 +215,7 @@ class Conversion:
     provenance: Provenance = field(default_factory=Provenance)
     results: Results | None = None
     training_history: dict | None = None
-    k210: dict | None = None
+    k210: K210Record | None = None
 
     def to_dict(self) -> dict:
         data = {
@@ -176,7 +226,7 @@ class Conversion:
             "training_history": self.training_history,
         }
         if self.k210 is not None:
-            data["k210"] = self.k210
+            data["k210"] = self.k210.to_dict()
         return data
 
     @classmethod
@@ -184,11 +234,12 @@ class Conversion:
         known = _known(cls, data, "metadata", source)
         artifacts = {name: ArtifactRecord(**_known(ArtifactRecord, record, f"artifacts.{name}", source))
                      for name, record in known.get("artifacts", {}).items()}
-        results = known.get("results")
+        results, k210 = known.get("results"), known.get("k210")
         return cls(models=known.get("models", {}), artifacts=artifacts,
                    provenance=Provenance.from_dict(known.get("provenance", {}), source),
                    results=None if results is None else Results.from_dict(results, source),
-                   training_history=known.get("training_history"), k210=known.get("k210"))
+                   training_history=known.get("training_history"),
+                   k210=None if k210 is None else K210Record.from_dict(k210, source))
 
 
 def read_conversion(artifacts: Path) -> tuple[ModelMetadata, Conversion]:

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "cats_vs_dogs"
+from tests import ROOT
+
+SHARED_DATA = ROOT.parent / "shared" / "datasets" / "cats_vs_dogs"
 
 
 def pytest_configure(config):

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from convert.__main__ import build_parser, main
+from tests import ROOT
 from tests.conftest import make_tree
-from tests.runtime_helpers import ROOT
 
 _RUN_LIMIT_S = 300  # seconds: a tiny conversion reaches its staging folder in well under this
 

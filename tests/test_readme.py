@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import re
 
-from tests.runtime_helpers import ROOT
+from tests import ROOT
 
 _SECTION = "## Bad input: what happens"
 
@@ -21,7 +21,7 @@ def test_every_test_the_bad_input_table_names_exists():
     rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| input")]
     assert len(rows) >= 15
     for row in rows:
-        cited = re.findall(r"`(?:(test_\w+\.py))?::(test_\w+)`", row)
+        cited = re.findall(r"`(?:((?:\w+/)?test_\w+\.py))?::(test_\w+)`", row)
         assert cited, f"row names no test: {row[:80]}"
         module = None
         for file_name, test in cited:

@@ -12,6 +12,7 @@ from convert.schema import (
     ArtifactRecord,
     CalibrationRecord,
     Conversion,
+    K210Record,
     Provenance,
     Results,
     read_conversion,
@@ -26,6 +27,10 @@ def _conversion() -> Conversion:
         provenance=Provenance(weights="hed", head="gap", epochs=3, calibration=CalibrationRecord(count=4, seed=1)),
         results=Results(n=4, accuracy_float=0.5, accuracy_int8=0.5, top1_agreement=1.0, mean_abs_prob_diff=0.0,
                         max_abs_prob_diff=0.0, verdict="PASS"),
+        k210=K210Record(file="model_k210.kmodel", bytes=100, sha256="cd" * 32, version=5,
+                        nncase_memory_bytes={"data": 10}, compile_s=1.5, calibration_images=4,
+                        calibrate_method="no_clip", toolchain="venv", input={"layout": "NCHW"},
+                        output={"activation": "softmax"}, plan="x0.25 at 224", results={"n": 4}),
     )
 
 
@@ -33,6 +38,7 @@ def test_a_conversion_reads_back_as_written():
     conversion = _conversion()
     data = json.loads(json.dumps(conversion.to_dict()))
     assert Conversion.from_dict(data) == conversion
+    assert data["k210"]["sha256"] == "cd" * 32 and data["k210"]["plan"] == "x0.25 at 224"  # one flat section
     assert "fine_tune" not in data["provenance"]  # fields that do not apply are left out, not written as null
     assert data["provenance"]["calibration"] == {"manifest": "calibration_manifest.json", "count": 4, "seed": 1}
 
@@ -48,6 +54,7 @@ def test_keys_a_newer_converter_adds_are_ignored():
     (lambda d: d["results"].pop("verdict"), "results lacks verdict"),
     (lambda d: d.__setitem__("provenance", []), "provenance must be an object, found list"),
     (lambda d: d["artifacts"]["model_int8.tflite"].pop("sha256"), "artifacts.model_int8.tflite lacks sha256"),
+    (lambda d: d["k210"].pop("sha256"), "k210 lacks sha256"),
 ])
 def test_a_malformed_section_is_one_line_naming_the_file(tmp_path, change, message):
     from runtime.metadata import ModelMetadata

@@ -131,14 +131,14 @@ def test_fragile_head_is_caught_blamed_and_fixed(hed, tmp_path):
     blamed = fix["blamed"]
     assert blamed["op"] == "FULLY_CONNECTED" and "predictions" in blamed["layer"]
     assert blamed["rmse_over_scale"] > 5 * fixed.report["layers"][1]["rmse_over_scale"]
-    # Measured here: 46.5% -> 99.0% with 8 ops (block4_conv3 .. the dense head) left in float; the float
-    # fallback repairs most of the damage, on test images it never saw while choosing.
+    # Measured here: 46.5% -> 99.0% with 8 ops (block4_conv3 .. the dense head) left in float. The set
+    # passes the budget on the 200 held-out images it was chosen on, and on the 200 test images it never
+    # saw it repairs most of the damage but misses the budget by one image: the gate says FAIL and why.
+    # (The int8 kernels are exact on every x86 CPU; the float ops differ in the last bits at most.)
     assert fix["float_ops"] and fix["bytes_after"] > fix["bytes_before"]
-    assert after == fix["test_top1_agreement_after"] and after >= FRAGILE_FIX_FLOOR > before
-    assert fixed.passed == (after >= BUDGET)
-    assert fixed.report["verdict"] == ("PASS with float fallback" if fixed.passed else "FAIL")
-    if not fixed.passed:
-        assert "still below it" in fix["summary"]
+    assert after == fix["test_top1_agreement_after"] and BUDGET > after >= FRAGILE_FIX_FLOOR > before
+    assert not fixed.passed and fixed.report["verdict"] == "FAIL"
+    assert "still below it" in fix["summary"]
     report_md = (tmp_path / "drift_report.md").read_text()
     assert "Automatic fix" in report_md and f"full-integer model: {before:.2%}; after the fix: {after:.2%}" in report_md
 
@@ -190,10 +190,18 @@ def _key_tree(value):
     return None
 
 
-def test_imagenet_head_pipeline_with_seeded_random_weights(shared_data, tmp_path, capsys):
-    """The 1000-class VGG16 top, converted the same way. Offline its weights are seeded random: this
-    checks the pipeline (shapes, int8 ops, top-5 metadata), not predictions."""
+def test_imagenet_head_pipeline_with_seeded_random_weights(shared_data, tmp_path, capsys, monkeypatch):
+    """The 1000-class VGG16 top, converted the same way with its offline fallback: seeded random weights.
+    This checks the pipeline (shapes, int8 ops, top-5 metadata), not predictions. The download is made to
+    fail, as it does here, so that the outcome is the same on a machine that is online or has them cached."""
+    from keras.src.utils import file_utils
+
     from convert.__main__ import main
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: offline (the test's stand-in for no internet)")
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
 
     code = main(["--data", str(shared_data), "--head", "imagenet", "--max-train", "4", "--max-test", "3",
                  "--calib", "4", "--float-tflite-eval", "0", "--debug-images", "0", "--min-agreement", "0",
@@ -207,10 +215,8 @@ def test_imagenet_head_pipeline_with_seeded_random_weights(shared_data, tmp_path
     drift_report = json.loads((tmp_path / "imagenet" / "drift_report.json").read_text())
     assert drift_report["layers"] == [] and drift_report["layers_measured_on"] == 0
     assert "Not measured (`--debug-images 0`)" in (tmp_path / "imagenet" / "drift_report.md").read_text()
-    source = metadata["provenance"]["weights"]
-    assert source == "imagenet" or source.startswith("random(seed="), source
-    if source != "imagenet":
-        assert "seeded random weights" in out
+    assert metadata["provenance"]["weights"] == "random(seed=0)"
+    assert "ImageNet vgg16 weights unreachable (URL fetch failure: offline" in out and "seeded random weights" in out
 
 
 def test_vgg19_from_a_weights_file(shared_data, tmp_path, capsys):

@@ -36,6 +36,7 @@ from convert.schema import (
     K210_WORK_DIR,
     KERAS_FILE,
     KMODEL_FILE,
+    KmodelRecord,
     Provenance,
     read_conversion,
 )
@@ -272,10 +273,11 @@ def _distillation_section(options: KmodelOptions, use_maps: bool, dtype: str, in
 def _kmodel_section(kmodel: Path, compiled: dict, inputs: Inputs, kmodel_input: KmodelInput, metadata,
                     options: KmodelOptions) -> dict:
     """What the board program must know: the kmodel file, nncase's memory table, its input and output."""
-    return {"file": KMODEL_FILE, "bytes": kmodel.stat().st_size, "sha256": sha256_file(kmodel), "version": 5,
-            "nncase_memory_bytes": compiled["memory"], "compile_s": compiled["compile_s"],
-            "calibration_images": int(len(inputs.calibration)),
-            "calibrate_method": options.calibrate_method.value, "toolchain": toolchain_route(options.toolchain),
-            "input": {"dtype": "uint8", "layout": kmodel_input.layout, "shape": kmodel_input.shape,
-                      "color_order": "RGB", "pixel_range": [0, 255], "resize": metadata.input.resize.value},
-            "output": {"dtype": "float32", "shape": [1, len(metadata.labels)], "activation": "softmax"}}
+    return KmodelRecord(
+        file=KMODEL_FILE, bytes=kmodel.stat().st_size, sha256=sha256_file(kmodel), version=5,
+        nncase_memory_bytes=compiled["memory"], compile_s=compiled["compile_s"],
+        calibration_images=int(len(inputs.calibration)), calibrate_method=options.calibrate_method.value,
+        toolchain=toolchain_route(options.toolchain),
+        input={"dtype": "uint8", "layout": kmodel_input.layout, "shape": kmodel_input.shape, "color_order": "RGB",
+               "pixel_range": [0, 255], "resize": metadata.input.resize.value},
+        output={"dtype": "float32", "shape": [1, len(metadata.labels)], "activation": "softmax"}).to_dict()

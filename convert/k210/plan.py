@@ -7,7 +7,7 @@ so both must fit at once. Feature maps are laid out in 64-byte rows: a row holds
 channel, or 2 channels of up to 32 pixels, or 4 channels of up to 16 pixels (nncase's
 ``get_kpu_row_layout`` / ``get_kpu_bytes``, src/runtime/k210 in release/1.0). The model below reproduces
 those formulas; its verdicts agree with nncase 1.9's "Allocator has ran out of memory" on the VGG16 cases
-measured in issue 4 (tests/test_k210_plan.py).
+measured in issue 4 (tests/k210/test_plan.py).
 
 KPU rules (same FAQ, "What kinds of ops can be fully accelerated by KPU?"): 1x1 or 3x3 convolutions with
 same, symmetric padding, stride 1 or 2; max or average pooling 2x2 or 4x4 fused into the convolution; input

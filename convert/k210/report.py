@@ -19,6 +19,7 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,8 @@ from convert.schema import (
     KMODEL_FILE,
     METADATA_FILE,
     ArtifactRecord,
+    K210Record,
+    KmodelRecord,
     ModelMetadata,
     Provenance,
     metadata_dict,
@@ -170,7 +173,8 @@ def write_report(artifacts: Path, report: dict, labels: list[str]) -> None:
     write_text_atomic(artifacts / K210_REPORT_MD, render_markdown(report))
     write_text_atomic(artifacts / K210_LABELS_HEADER, labels_header(labels, size, size))
     metadata, conversion = read_conversion(artifacts)
-    conversion.k210 = {**report["kmodel"], "plan": report["plan"]["summary"], "results": report["results"]}
+    kmodel = KmodelRecord.from_dict(report["kmodel"], str(artifacts / K210_REPORT_JSON))
+    conversion.k210 = K210Record(**asdict(kmodel), plan=report["plan"]["summary"], results=report["results"])
     for name in (KMODEL_FILE, K210_FLOAT_TFLITE_FILE):
         conversion.artifacts[name] = ArtifactRecord((artifacts / name).stat().st_size, sha256_file(artifacts / name))
     write_json_atomic(artifacts / METADATA_FILE, metadata_dict(metadata, conversion))
@@ -246,7 +250,8 @@ def refresh(artifacts: Path, sim_images: int | None, toolchain: Path = DEFAULT_T
     if not report_path.is_file() or not kmodel.is_file():
         raise ToolkitError(f"{artifacts}: no {KMODEL_FILE} with its {K210_REPORT_JSON}; run `make kmodel` first")
     report = json.loads(report_path.read_text(encoding="utf-8"))
-    if sha256_file(kmodel) != report["kmodel"]["sha256"]:
+    record = KmodelRecord.from_dict(report.get("kmodel"), str(report_path))
+    if sha256_file(kmodel) != record.sha256:
         raise ToolkitError(f"{kmodel}: not the kmodel {report_path.name} describes (SHA-256 differs); rerun "
                            "`make kmodel`")
     metadata, conversion = read_conversion(artifacts)
@@ -256,7 +261,7 @@ def refresh(artifacts: Path, sim_images: int | None, toolchain: Path = DEFAULT_T
     size = report["plan"]["input_size"]
     test_rgb = decode_checked(dataset.test.paths, InputSpec(size, size, metadata.input.resize), "decode test")
     float_scores = float_test_scores(artifacts / K210_FLOAT_TFLITE_FILE, metadata.labels, test_rgb)
-    kmodel_input = KmodelInput(size, size, layout=report["kmodel"]["input"]["layout"])
+    kmodel_input = KmodelInput(size, size, layout=record.input["layout"])
     report["results"] = measure(kmodel, float_scores, test_rgb, dataset.test.labels, kmodel_input, sim_images,
                                 options.get("seed", 0), artifacts / K210_WORK_DIR, toolchain,
                                 report["results"]["accuracy_full_float_vgg"])

@@ -111,7 +111,7 @@ def calibrated_model(ctx: ExportContext) -> bytes:
     conversion: about 0.35 s per 224x224 image here. The full-integer model, each float-fallback set of the
     automatic fix and the per-layer report are all quantized from these bytes, as TensorFlow's
     QuantizationDebugger does (``_experimental_calibrate_only``, then ``convert.mlir_quantize``; both are
-    TensorFlow internals, which ``tests/test_export.py`` checks against a plain ``converter.convert()``).
+    TensorFlow internals, which ``tests/tflite/test_export.py`` checks against a plain ``converter.convert()``).
     """
     if ctx.calibrated is None:
         if ctx.calibration is None or len(ctx.calibration) == 0:

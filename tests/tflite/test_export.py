@@ -1,4 +1,4 @@
-"""Export targets on tiny seeded models: ops and dtypes checked, I/O types, determinism, selective float."""
+"""convert/tflite/export.py and ops.py on tiny seeded models: ops and dtypes checked, I/O types, determinism, selective float."""
 
 from __future__ import annotations
 
@@ -31,13 +31,20 @@ def _metadata():
     return ModelMetadata(labels=["a", "b"], input=InputSpec(SIZE, SIZE))
 
 
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, tiny_model):
+    """The tiny model (tests/tflite/conftest.py) exported once, float and int8 (int8 I/O), for the tests
+    that only read the files."""
+    return _export(tmp_path_factory.mktemp("exported"), tiny_model)[1]
+
+
 def test_every_target_has_one_exporter():
     assert set(EXPORTERS) == set(Target)
 
 
 @pytest.mark.parametrize("io_type", list(IOType))
-def test_int8_model_is_full_integer_and_close_to_float(tmp_path, io_type):
-    model = tiny_classifier()
+def test_int8_model_is_full_integer_and_close_to_float(tmp_path, tiny_model, io_type):
+    model = tiny_model
     _, written = _export(tmp_path, model, io_type)
     report = inspect_tflite(written[Target.TFLITE_INT8])
     check_full_integer(report, written[Target.TFLITE_INT8], io_type.value)
@@ -50,26 +57,25 @@ def test_int8_model_is_full_integer_and_close_to_float(tmp_path, io_type):
     assert np.abs(int8 - keras_scores(model, pixels)).max() < TINY_MAX_PROB_DIFF
 
 
-def test_float_model_fails_the_integer_check(tmp_path):
-    _, written = _export(tmp_path, tiny_classifier())
+def test_float_model_fails_the_integer_check(exported):
+    written = exported
     report = inspect_tflite(written[Target.TFLITE_FLOAT])
     assert report.float_ops
     with pytest.raises(ToolkitError, match="still compute in float"):
         check_full_integer(report, written[Target.TFLITE_FLOAT], "int8")
 
 
-def test_float_tflite_matches_keras(tmp_path):
-    model = tiny_classifier()
-    _, written = _export(tmp_path, model)
+def test_float_tflite_matches_keras(tiny_model, exported):
+    model, written = tiny_model, exported
     pixels = random_pixels(4, seed=3)
     scores = np.stack([Classifier(written[Target.TFLITE_FLOAT], _metadata()).predict(p) for p in pixels])
     np.testing.assert_allclose(scores, keras_scores(model, pixels), atol=1e-5)
 
 
 def test_same_inputs_give_the_same_int8_bytes(tmp_path):
-    model = tiny_classifier()
-    _, first = _export(tmp_path, model, name="a")
-    _, second = _export(tmp_path, model, name="b")
+    """Two models built from the same seed, exported apart: the same bytes."""
+    _, first = _export(tmp_path, tiny_classifier(), name="a")
+    _, second = _export(tmp_path, tiny_classifier(), name="b")
     assert first[Target.TFLITE_INT8].read_bytes() == second[Target.TFLITE_INT8].read_bytes()
 
 
@@ -112,9 +118,8 @@ def test_one_calibration_gives_what_the_plain_converter_gives(tmp_path, io_type)
     assert ours[0] == plain[0]
 
 
-def test_selective_float_fallback_keeps_named_layer_float(tmp_path):
-    model = tiny_classifier()
-    ctx, written = _export(tmp_path, model, name="full")
+def test_selective_float_fallback_keeps_named_layer_float(tmp_path, tiny_model, exported):
+    model, written = tiny_model, exported
     fc_tensor = next(d["name"] for d in _op_outputs(written[Target.TFLITE_INT8]) if d["op"] == "FULLY_CONNECTED")
     _, fallback = _export(tmp_path, model, nodes=[fc_tensor], name="fallback")
     report = inspect_tflite(fallback[Target.TFLITE_INT8])
@@ -134,8 +139,8 @@ def _op_outputs(path):
             if op["outputs"] and op["outputs"][0] in tensors]
 
 
-def test_classifier_rejects_mismatched_metadata(tmp_path):
-    _, written = _export(tmp_path, tiny_classifier())
+def test_classifier_rejects_mismatched_metadata(exported):
+    written = exported
     with pytest.raises(ToolkitError, match="does not match the metadata"):
         Classifier(written[Target.TFLITE_INT8], ModelMetadata(labels=["a", "b"], input=InputSpec(32, 32)))
     with pytest.raises(ToolkitError, match="lists 3 labels"):
@@ -151,8 +156,8 @@ def test_missing_or_broken_model_file(tmp_path, content):
         Classifier(path, _metadata())
 
 
-def test_truncated_model_file(tmp_path):
-    _, written = _export(tmp_path, tiny_classifier())
+def test_truncated_model_file(tmp_path, exported):
+    written = exported
     path = tmp_path / "cut.tflite"
     path.write_bytes(written[Target.TFLITE_INT8].read_bytes()[:1000])
     with pytest.raises(ToolkitError, match="not a loadable TFLite model"):

@@ -22,7 +22,8 @@ from convert.k210.compile import (
 )
 from runtime.errors import ToolkitError
 from runtime.interpreter import TFLiteModel
-from tests.runtime_helpers import BLUE_RGB, GREEN_RGB, RED_RGB, patch_frame_rgb
+from tests import ROOT
+from tests.runtime.helpers import BLUE_RGB, GREEN_RGB, RED_RGB, patch_frame_rgb
 
 SIZE = 32  # pixels
 LABELS = ["red", "green", "blue"]
@@ -35,7 +36,7 @@ def test_paths_computed_from_the_module_file_point_into_the_repository():
     """convert/k210/compile.py finds make k210-toolchain's folder and the worker from its own depth."""
     from convert.k210.compile import WORKER
 
-    root = Path(__file__).resolve().parents[1]
+    root = ROOT
     assert DEFAULT_TOOLCHAIN == root / ".k210" and (root / "Makefile").is_file()
     assert WORKER.is_file() and WORKER.parent == root / "convert" / "k210"
 

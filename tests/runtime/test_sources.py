@@ -21,7 +21,7 @@ from runtime.capture import FrameGrabber, RetryPolicy
 from runtime.errors import ToolkitError
 from runtime.loop import LoopOptions
 from runtime.sources import CameraDeviceSource, CameraError, Frame, FrameSource, Picamera2Source, open_source
-from tests.runtime_helpers import (
+from tests.runtime.helpers import (
     BLUE_RGB,
     FAST_RETRY,
     RED_RGB,

@@ -24,7 +24,8 @@ from runtime.loop import LoopOptions, run_loop
 from runtime.metadata import locate_model
 from runtime.server import StreamServer, parse_host_port
 from runtime.sources import open_source
-from tests.runtime_helpers import BLUE_RGB, RED_RGB, ROOT, patch_frame_rgb, write_video_rgb
+from tests import ROOT
+from tests.runtime.helpers import BLUE_RGB, RED_RGB, patch_frame_rgb, write_video_rgb
 
 _TIMEOUT_S = 10
 

@@ -10,7 +10,8 @@ import venv
 
 import pytest
 
-from tests.runtime_helpers import RED_RGB, ROOT, patch_frame_rgb, write_video_rgb
+from tests import ROOT
+from tests.runtime.helpers import RED_RGB, patch_frame_rgb, write_video_rgb
 
 REQUIREMENTS = ROOT / "requirements-runtime.txt"
 HEAVY = {"tensorflow", "tensorflow-cpu", "keras", "tf-keras", "jax", "torch", "tensorboard"}

@@ -14,8 +14,8 @@ from runtime.capture import FrameGrabber, RetryPolicy
 from runtime.interpreter import Classifier
 from runtime.loop import LoopOptions, run_loop
 from runtime.metadata import locate_model
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 RED_RGB, GREEN_RGB, BLUE_RGB = (255, 0, 0), (0, 255, 0), (0, 0, 255)
 FAST_RETRY = RetryPolicy(attempts=2, first_delay_s=0.01, max_delay_s=0.02)
 

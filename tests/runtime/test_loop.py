@@ -21,12 +21,12 @@ from runtime.loop import LoopOptions
 from runtime.metadata import METADATA_FILE, locate_model
 from runtime.preprocess import Normalization, input_lookup_table, lookup_input, normalize, quantize
 from runtime.sources import open_source
+from tests import ROOT
 from tests.conftest import write_image
-from tests.runtime_helpers import (
+from tests.runtime.helpers import (
     BLUE_RGB,
     GREEN_RGB,
     RED_RGB,
-    ROOT,
     classify_source,
     patch_frame_rgb,
     read_video_bgr,
