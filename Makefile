@@ -9,9 +9,17 @@ STAMP := $(VENV)/.installed
 DATA ?=
 OUT ?= artifacts/vgg16_cats_dogs
 WEIGHTS ?= auto
-INPUT_SIZE ?= 224
+INPUT_SIZE ?=
 CALIB ?= 200
 ARGS ?=
+# Bring your own model (nothing is trained): MODEL=whole.h5|.keras, or HEAD_MODEL=head.h5 on ARCH/WEIGHTS at
+# INPUT_SIZE; PREPROCESS=caffe|rescale|tf|torch|raw (required with either); OUTPUT, LABELS (see README).
+MODEL ?=
+HEAD_MODEL ?=
+PREPROCESS ?=
+OUTPUT ?=
+LABELS ?=
+ARCH ?=
 # Extra pytest arguments, e.g. PYTEST_ARGS="-k drift -x".
 PYTEST_ARGS ?=
 # The camera loop: extra flags for `python -m runtime` (see `make camera-help`), e.g. CAMERA_ARGS="--serve 127.0.0.1:8080".
@@ -40,9 +48,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)  ## create .venv with the pinned conversion + test dependencies
 
-convert: $(STAMP)  ## train, quantize and check VGG16 + head into OUT (DATA, OUT, WEIGHTS, INPUT_SIZE, CALIB, ARGS)
+convert: $(STAMP)  ## train (or bring: MODEL / HEAD_MODEL + PREPROCESS), quantize and check into OUT (DATA, OUT, WEIGHTS, INPUT_SIZE, CALIB, ARGS)
 	$(PY) -m convert $(if $(DATA),--data "$(DATA)") --out "$(OUT)" --weights "$(WEIGHTS)" \
-		--input-size $(INPUT_SIZE) --calib $(CALIB) $(ARGS)
+		$(if $(INPUT_SIZE),--input-size $(INPUT_SIZE)) --calib $(CALIB) $(if $(ARCH),--arch $(ARCH)) \
+		$(if $(MODEL),--model "$(MODEL)") $(if $(HEAD_MODEL),--head-model "$(HEAD_MODEL)") \
+		$(if $(PREPROCESS),--preprocess $(PREPROCESS)) $(if $(OUTPUT),--output $(OUTPUT)) \
+		$(if $(LABELS),--labels "$(LABELS)") $(ARGS)
 
 test: $(STAMP)  ## the whole suite: fast unit tests and the slow real-VGG16 drift tests (builds the K210 toolchain too)
 	@# Without the toolchain the nncase tests skip and say why (.k210/unavailable); the suite still runs.

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from convert.artifacts import check_out_folder
 from convert.config import (
+    DEFAULT_INPUT_SIZE,
     MAX_INPUT_SIZE,
     MAX_SEED,
     MIN_INPUT_SIZE,
@@ -18,6 +19,8 @@ from convert.config import (
     FixMode,
     HeadKind,
     IOType,
+    OutputKind,
+    Preprocess,
 )
 from convert.schema import DEFAULT_ARTIFACTS, FLOAT_TFLITE_FILE, INT8_TFLITE_FILE
 from runtime.argtypes import (
@@ -54,6 +57,21 @@ def _dropout(text: str) -> float:
     return value
 
 
+def _preprocess(text: str) -> Preprocess:
+    try:
+        return Preprocess(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"unknown normalization {text!r}; use one of "
+                                         + ", ".join(p.value for p in Preprocess)) from None
+
+
+def _labels(text: str) -> list[str]:
+    labels = [label.strip() for label in text.split(",")]
+    if len(labels) < 2 or not all(labels) or len(set(labels)) != len(labels):
+        raise argparse.ArgumentTypeError(f"{text!r} is not two or more distinct comma-separated names")
+    return labels
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="python -m convert",
@@ -73,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train block5 with the head; auto = on for hed weights with a block5 head")
     parser.add_argument("--input-size", type=int_in_range(MIN_INPUT_SIZE, MAX_INPUT_SIZE, "VGG's five poolings need "
                                                           f"{MIN_INPUT_SIZE}; memory grows with the square"),
-                        default=224, help="square input size in pixels")
+                        default=None, help=f"square input size in pixels (default: {DEFAULT_INPUT_SIZE}, or a brought "
+                                           "model's own)")
     parser.add_argument("--resize", type=ResizeMode, choices=list(ResizeMode), default=ResizeMode.SQUASH,
                         help="how images are fitted to the input size")
     parser.add_argument("--epochs", type=positive_int, default=None, help="training epochs (default depends on head)")
@@ -100,6 +119,20 @@ def build_parser() -> argparse.ArgumentParser:
                              "needs --fix none, as the fix is chosen by that blame)")
     parser.add_argument("--threads", type=positive_int, default=None, help="interpreter threads (all cores)")
     parser.add_argument("--seed", type=int_in_range(0, MAX_SEED, "NumPy seeds are unsigned 32-bit"), default=0, help="seed for splits, calibration and training")
+    brought = parser.add_argument_group("bring your own model (nothing is trained; --data gives calibration and "
+                                        "test images)")
+    which = brought.add_mutually_exclusive_group()
+    which.add_argument("--model", type=Path, default=None,
+                       help="a whole Keras classifier (.keras, or .h5 from Keras 3 or Keras 2)")
+    which.add_argument("--head-model", type=Path, default=None,
+                       help="a head trained on backbone features, joined to --arch/--weights at --input-size")
+    brought.add_argument("--preprocess", type=_preprocess, default=None,
+                         help="the normalization the model was trained with: " + "|".join(p.value for p in Preprocess)
+                         + " (rescale x/255, tf x/127.5-1, torch ImageNet mean/std; required with --model/--head-model)")
+    brought.add_argument("--output", type=OutputKind, choices=list(OutputKind), default=OutputKind.AUTO,
+                         help="what the model's last layer gives; auto reads it (softmax, or one sigmoid unit)")
+    brought.add_argument("--labels", type=_labels, default=None,
+                         help="class names in output order, comma-separated; without it, the sorted class folders")
     parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's own logging")
     return parser
 
@@ -121,7 +154,10 @@ def print_summary(summary: dict, passed: bool) -> None:
         "=" * 72,
         f" convert summary: {summary['verdict']}",
         "-" * 72,
-        f" weights           {summary['weights']}   head {summary['head']}   fine-tune block5 {summary.get('fine_tune')}",
+        (f" model             {summary['model_file']} ({summary['model_format']}, {summary['head']}, weights "
+         f"{summary['weights']})   preprocess {summary['preprocess']}   output {summary['output']}"
+         if "model_file" in summary else
+         f" weights           {summary['weights']}   head {summary['head']}   fine-tune block5 {summary.get('fine_tune')}"),
         f" test images       {summary['n']}",
         f" accuracy          float {pct(summary.get('accuracy_float'))}   int8 {pct(summary.get('accuracy_int8'))}",
         f" top-1 agreement   {pct(summary['top1_agreement'])}   mean |dprob| {summary['mean_abs_prob_diff']:.4f}"
@@ -141,6 +177,9 @@ def print_summary(summary: dict, passed: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if (args.model or args.head_model) and args.preprocess is None:
+        parser.error("argument --preprocess: a brought model needs the normalization it was trained with: "
+                     + "|".join(p.value for p in Preprocess))
     if args.debug_images == 0 and args.fix is FixMode.AUTO:
         parser.error("argument --debug-images: 0 turns off the per-layer blame that --fix auto chooses its "
                      "float layers by; give --fix none with it")
@@ -163,13 +202,14 @@ def _convert(args: argparse.Namespace) -> int:
         data = fetch_public_dataset()
     options = ConvertOptions(
         data=data, out=args.out, weights=args.weights, arch=args.arch, head=args.head, fine_tune=args.fine_tune,
-        input_size=args.input_size, resize=args.resize, epochs=args.epochs, batch_size=args.batch_size,
+        input_size=args.input_size or (None if args.model or args.head_model else DEFAULT_INPUT_SIZE), resize=args.resize, epochs=args.epochs, batch_size=args.batch_size,
         learning_rate=args.learning_rate, dropout=args.dropout, l2=args.l2, calib=args.calib,
         calib_manifest=args.calib_manifest, quant_aware_head=args.quant_aware_head, io_type=args.io,
         min_agreement=args.min_agreement, fix=args.fix,
         test_fraction=args.test_fraction, max_train=args.max_train, max_test=args.max_test,
         float_tflite_eval=args.float_tflite_eval, debug_images=args.debug_images, threads=args.threads,
-        seed=args.seed,
+        seed=args.seed, model=args.model, head_model=args.head_model, preprocess=args.preprocess,
+        output=args.output, labels=args.labels,
     )
     out, summary, passed = run(options)
     print_summary(summary, passed)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.config import Arch, WeightsSource
+from convert.config import Arch, Preprocess, WeightsSource
 from runtime.errors import ToolkitError
 from runtime.preprocess import CAFFE_MEAN_BGR
 
@@ -135,16 +135,41 @@ def caffe_preprocess_layer(name: str = "caffe_preprocess"):
     -128 then holds camera pixels exactly. Built from a stock layer so the model saves and loads
     without custom objects.
     """
+    return preprocess_layer(Preprocess.CAFFE, name)
+
+
+TORCH_MEAN_RGB = (0.485, 0.456, 0.406)  # ImageNet, on x / 255 (keras' preprocess_input mode "torch")
+TORCH_STD_RGB = (0.229, 0.224, 0.225)
+
+
+def preprocess_affine(kind: Preprocess) -> tuple[np.ndarray, np.ndarray]:
+    """The normalization as ``out = pixels_rgb @ kernel + bias`` per pixel: a (3, 3) kernel, a (3,) bias."""
+    if kind is Preprocess.CAFFE:
+        kernel = np.zeros((3, 3), np.float32)
+        for rgb_index in range(3):
+            kernel[rgb_index, 2 - rgb_index] = 1.0  # output channel 0 is B = input channel 2
+        return kernel, -np.asarray(CAFFE_MEAN_BGR, np.float32)
+    if kind is Preprocess.RESCALE:
+        return np.eye(3, dtype=np.float32) / 255.0, np.zeros(3, np.float32)
+    if kind is Preprocess.TF:
+        return np.eye(3, dtype=np.float32) / 127.5, -np.ones(3, np.float32)
+    if kind is Preprocess.TORCH:
+        std, mean = np.asarray(TORCH_STD_RGB, np.float32), np.asarray(TORCH_MEAN_RGB, np.float32)
+        return np.diag(1.0 / (255.0 * std)).astype(np.float32), (-mean / std).astype(np.float32)
+    return np.eye(3, dtype=np.float32), np.zeros(3, np.float32)
+
+
+def preprocess_layer(kind: Preprocess, name: str | None = None):
+    """The normalization ``kind`` as a fixed 1x1 convolution (a stock layer: the model saves and loads
+    without custom objects); None for raw, which needs none."""
     import keras
 
-    kernel = np.zeros((1, 1, 3, 3), np.float32)
-    for rgb_index in range(3):
-        kernel[0, 0, rgb_index, 2 - rgb_index] = 1.0  # output channel 0 is B = input channel 2
-    bias = -np.asarray(CAFFE_MEAN_BGR, np.float32)
-    layer = keras.layers.Conv2D(3, 1, name=name, trainable=False,
-                                kernel_initializer=keras.initializers.Constant(kernel),
-                                bias_initializer=keras.initializers.Constant(bias))
-    return layer
+    if kind is Preprocess.RAW:
+        return None
+    kernel, bias = preprocess_affine(kind)
+    return keras.layers.Conv2D(3, 1, name=name or f"{kind.value}_preprocess", trainable=False,
+                               kernel_initializer=keras.initializers.Constant(kernel[None, None]),
+                               bias_initializer=keras.initializers.Constant(bias))
 
 
 def feature_layer_names(arch: Arch) -> tuple[str, list[str]]:

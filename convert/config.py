@@ -11,6 +11,7 @@ from runtime.preprocess import ResizeMode
 MIN_INPUT_SIZE = 32  # pixels: VGG's five 2x2 poolings leave 1x1 at 32
 MAX_INPUT_SIZE = 1024  # pixels: a VGG16 at 1024 already needs 268 MB for one block1 feature map
 MAX_SEED = 2**32 - 1  # NumPy's seeds are unsigned 32-bit
+DEFAULT_INPUT_SIZE = 224  # pixels, for a model trained here (a brought model says its own)
 
 
 class Arch(Choice):
@@ -53,6 +54,25 @@ class IOType(Choice):
     UINT8 = "uint8"
 
 
+class Preprocess(Choice):
+    """The pixel normalization a model was trained with; baked into the exported graph (RGB 0..255 in)."""
+
+    CAFFE = "caffe"  # keras.applications.vgg16.preprocess_input: RGB->BGR, minus the ImageNet mean
+    RESCALE = "rescale"  # x / 255 (ImageDataGenerator(rescale=1./255))
+    TF = "tf"  # x / 127.5 - 1
+    TORCH = "torch"  # (x / 255 - ImageNet mean) / ImageNet std, per RGB channel
+    RAW = "raw"  # nothing: the model takes RGB 0..255 as it is
+
+
+class OutputKind(Choice):
+    """What a brought model's last layer gives; every exported model answers softmax probabilities."""
+
+    AUTO = "auto"  # read from the last layer: softmax, or a single sigmoid unit
+    SOFTMAX = "softmax"  # N-way probabilities
+    SIGMOID = "sigmoid"  # one unit: the probability of class 1 (class 0 is 1 - it)
+    LOGITS = "logits"  # raw scores: softmax applied (a single logit: sigmoid, as binary)
+
+
 class FixMode(Choice):
     """What happens when int8 drift exceeds the budget."""
 
@@ -93,6 +113,14 @@ class ConvertOptions:
             so no automatic fix).
         threads: Interpreter threads for evaluation (None: all cores).
         seed: Seed for splits, calibration selection and training.
+        model: A whole Keras classifier to convert instead of training one (``.keras`` or ``.h5``, Keras 3
+            or Keras 2); nothing is trained then.
+        head_model: A head trained on the backbone's features (the backbone named by ``arch``, ``weights``
+            and ``input_size``), joined to it into one model; nothing is trained.
+        preprocess: The normalization the brought model was trained with (required with ``model`` and
+            ``head_model``; our own models use caffe).
+        output: What the brought model's last layer gives.
+        labels: Class names in output order (None: the data set's sorted folder names, as Keras gives them).
     """
 
     data: Path
@@ -101,7 +129,7 @@ class ConvertOptions:
     arch: Arch = Arch.VGG16
     head: HeadKind = HeadKind.AUTO
     fine_tune: FineTune = FineTune.AUTO
-    input_size: int = 224
+    input_size: int | None = DEFAULT_INPUT_SIZE  # None: the brought model's own, else DEFAULT_INPUT_SIZE
     resize: ResizeMode = ResizeMode.SQUASH
     epochs: int | None = None
     batch_size: int = 32
@@ -121,3 +149,13 @@ class ConvertOptions:
     debug_images: int = 8
     threads: int | None = None
     seed: int = 0
+    model: Path | None = None
+    head_model: Path | None = None
+    preprocess: Preprocess | None = None
+    output: OutputKind = OutputKind.AUTO
+    labels: list[str] | None = None
+
+    @property
+    def brought(self) -> Path | None:
+        """The user's model file (whole model or head), or None when the model is trained here."""
+        return self.model or self.head_model

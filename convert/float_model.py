@@ -42,6 +42,7 @@ class FloatModel:
         validation_scores: Float scores on those images.
         description: What was built (head, fine-tuning, epochs, history, weights).
         top_k: Classes a device should show.
+        normalization: The normalization inside the graph (metadata.json's ``in_model_normalization``).
     """
 
     model: object
@@ -51,6 +52,7 @@ class FloatModel:
     validation_scores: np.ndarray
     description: dict = field(default_factory=dict)
     top_k: int = 1
+    normalization: str = "caffe"
 
 
 def held_out_index(labels: np.ndarray, exclude: set[int], seed: int) -> np.ndarray:
@@ -154,6 +156,25 @@ def train_float_model(options: ConvertOptions, prepared: Prepared, calibration_i
     return FloatModel(model, labels, test_scores, validation_index, validation_scores, description)
 
 
+def brought_float_model(options: ConvertOptions, prepared: Prepared, calibration_index: set[int],
+                        brought) -> FloatModel:
+    """The user's model (``convert/brought.py``) as the float model: nothing trained, only scored.
+
+    The held-out training images are chosen as for our own model: the automatic fix is chosen on them.
+    """
+    from convert.brought import check_keras2_rebuild, check_labels
+
+    labels = check_labels(brought, prepared.dataset.classes, options.labels, prepared.dataset.root)
+    if brought.read.rebuilt:
+        check_keras2_rebuild(brought, prepared.test_rgb[:8], options.preprocess)
+    validation_index = held_out_index(prepared.dataset.train.labels, calibration_index, options.seed)
+    test_scores = _keras_scores(brought.model, prepared.test_rgb, "float model on test")
+    validation_scores = _keras_scores(brought.model, prepared.train_rgb[validation_index], "float model on validation")
+    description = brought.description(options.preprocess)
+    return FloatModel(brought.model, labels, test_scores, validation_index, validation_scores, description,
+                      normalization=options.preprocess.value)
+
+
 def _keras_scores(model, images_rgb: np.ndarray, desc: str) -> np.ndarray:
     batches = range(0, len(images_rgb), 16)
     return np.concatenate([np.asarray(model.predict_on_batch(images_rgb[i:i + 16].astype(np.float32)), np.float32)
@@ -179,5 +200,5 @@ def imagenet_labels() -> list[str]:
 
 def runtime_metadata(float_model: FloatModel, spec: InputSpec) -> ModelMetadata:
     """What the runtime needs to run the float model's exports: labels, input, top-k."""
-    return ModelMetadata(labels=list(float_model.labels), input=spec, in_model_normalization="caffe",
+    return ModelMetadata(labels=list(float_model.labels), input=spec, in_model_normalization=float_model.normalization,
                          top_k=float_model.top_k)

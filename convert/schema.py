@@ -107,6 +107,13 @@ class Provenance:
     calibration: CalibrationRecord = field(default_factory=CalibrationRecord)
     seed: int = 0
     versions: dict = field(default_factory=dict)  # package -> version
+    # A brought model (python -m convert --model / --head-model); None for a model trained here.
+    model_file: str | None = None
+    model_sha256: str | None = None
+    model_format: str | None = None  # how the file was read: "Keras 2.21.0 .h5, config rebuilt for Keras 3", ...
+    keras2_max_abs_diff: float | None = None  # the rebuilt Keras 2 model against tf-keras' reading of the file
+    preprocess: str | None = None  # the normalization baked into the graph
+    output: str | None = None  # what the user's last layer gave: softmax, sigmoid or logits
 
     def to_dict(self) -> dict:
         return _without_none(asdict(self))

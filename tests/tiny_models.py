@@ -94,3 +94,50 @@ def colour_calibration(count: int = 48, seed: int = 3) -> np.ndarray:
     for i, colour in enumerate(np.eye(3) * 255):
         frames[i] = colour
     return frames
+
+
+# The two shapes the Keras transfer-learning tutorials leave (issue 16), in miniature: a VGG-named conv base
+# nested in a Sequential with a Flatten-Dense head (one sigmoid unit), and a head trained on conv features
+# alone (softmax). ``k`` is the Keras module that builds them: keras (Keras 3) or tf_keras (Keras 2).
+TUTORIAL_SIZE = 32  # pixels
+
+
+def tutorial_base(k, size: int = TUTORIAL_SIZE):
+    """A two-block VGG-style conv base as a functional model (the part the tutorials nest)."""
+    pixels = k.Input((size, size, 3))
+    x = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="block1_conv1")(pixels)
+    x = k.layers.MaxPooling2D(2, name="block1_pool")(x)
+    x = k.layers.Conv2D(8, 3, padding="same", activation="relu", name="block2_conv1")(x)
+    x = k.layers.MaxPooling2D(2, name="block2_pool")(x)
+    return k.Model(pixels, x, name="vgg_tiny")
+
+
+def tutorial_whole_model(k, last_activation: str = "sigmoid", size: int = TUTORIAL_SIZE):
+    """``Sequential([base, Flatten(), Dense(16, relu), Dropout(0.5), Dense(1, sigmoid)])``."""
+    return k.Sequential([k.Input((size, size, 3)), tutorial_base(k, size), k.layers.Flatten(),
+                         k.layers.Dense(16, activation="relu"), k.layers.Dropout(0.5),
+                         k.layers.Dense(1, activation=last_activation)])
+
+
+def train_tutorial_model(model, pixels_rgb: np.ndarray, labels: np.ndarray, scale: float = 1 / 255,
+                         epochs: int = 30, seed: int = 0):
+    """A few seeded epochs on ``pixels_rgb * scale`` (the tutorials' rescale=1./255), binary labels."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    loss = "binary_crossentropy" if model.output_shape[-1] == 1 else "sparse_categorical_crossentropy"
+    if model.layers[-1].get_config().get("activation") == "linear":
+        loss = keras.losses.BinaryCrossentropy(from_logits=True)
+    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss=loss)
+    model.fit(pixels_rgb.astype(np.float32) * scale, labels.astype(np.float32 if model.output_shape[-1] == 1 else np.int64),
+              epochs=epochs, batch_size=16, verbose=0)
+    return model
+
+
+def keras2_copy(model_k3, build):
+    """The same architecture built by tf-keras (Keras 2) with ``model_k3``'s weights: ``build(tf_keras)``."""
+    import tf_keras
+
+    copy = build(tf_keras)
+    copy.set_weights(model_k3.get_weights())
+    return copy
