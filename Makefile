@@ -19,6 +19,8 @@ HEAD_MODEL ?=
 PREPROCESS ?=
 OUTPUT ?=
 LABELS ?=
+# make drift: a folder of your own photos (class subfolders named as the labels give accuracies too).
+IMAGES ?=
 ARCH ?=
 # Extra pytest arguments, e.g. PYTEST_ARGS="-k drift -x".
 PYTEST_ARGS ?=
@@ -34,7 +36,7 @@ K210_ROUTE ?= auto
 # Extra flags for `python -m convert.k210` (make kmodel), e.g. KMODEL_ARGS="--width 0.5 --input-size 160".
 KMODEL_ARGS ?=
 
-.PHONY: help venv convert test test-fast bench bench-runtime camera camera-help demo-video k210-toolchain kmodel kmodel-report clean
+.PHONY: help venv convert drift test test-fast bench bench-runtime camera camera-help demo-video k210-toolchain kmodel kmodel-report clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -62,6 +64,10 @@ test: $(STAMP)  ## the whole suite: fast unit tests and the slow real-VGG16 drif
 
 test-fast: $(STAMP)  ## unit tests only (seconds)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+drift: $(STAMP)  ## float vs int8 of OUT on your own photos: IMAGES=folder (class subfolders: accuracies too)
+	@test -n "$(IMAGES)" || { echo "make drift: set IMAGES=folder (images, or class subfolders named as the labels)" >&2; exit 2; }
+	$(PY) -m convert.drift --artifacts "$(OUT)" --images "$(IMAGES)"
 
 bench: $(STAMP)  ## latency (median of 30), sizes and peak memory of float Keras, float and int8 TFLite -> OUT/bench.json
 	@test -f "$(OUT)/model_int8.tflite" || $(MAKE) convert

@@ -79,7 +79,8 @@ def _class_folders(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _image_files(folder: Path, label: int) -> tuple[list[Path], list[SkippedFile]]:
+def image_files(folder: Path, label: int) -> tuple[list[Path], list[SkippedFile]]:
+    """The image files directly in ``folder`` (sorted), and the files skipped there (suffix, zero bytes)."""
     files, skipped = [], []
     for path in sorted(folder.iterdir()):
         if path.name.startswith(".") or path.is_dir():
@@ -99,7 +100,7 @@ def _scan(folder: Path, classes: list[str]) -> Split:
         class_dir = folder / name
         if not class_dir.is_dir():
             raise ToolkitError(f"{class_dir}: class folder missing (other splits have it); add it or remove the class")
-        files, class_skipped = _image_files(class_dir, index)
+        files, class_skipped = image_files(class_dir, index)
         skipped.extend(class_skipped)
         if not files:
             raise ToolkitError(f"{class_dir}: class folder holds no images; add images or remove the folder")

@@ -32,6 +32,8 @@ DRIFT_MD_FILE = "drift_report.md"
 DRIFT_CONFUSION_PNG = "drift_confusion.png"
 DRIFT_PROB_DIFF_PNG = "drift_prob_diff.png"
 DRIFT_LAYERS_PNG = "drift_layers.png"
+# make drift IMAGES=FOLDER: drift_images_<folder name>.json / .md
+DRIFT_IMAGES_PREFIX = "drift_images_"
 # make bench
 BENCH_FILE = "bench.json"
 # make kmodel
