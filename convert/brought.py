@@ -28,6 +28,7 @@ import numpy as np
 from convert.artifacts import sha256_file
 from convert.backbone import build_backbone, preprocess_layer
 from convert.config import ConvertOptions, OutputKind, Preprocess
+from convert.schema import BROUGHT_HEAD_MODEL, BROUGHT_MODEL
 from runtime.errors import ToolkitError
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -41,7 +42,7 @@ class BroughtModel:
     Attributes:
         model: RGB 0..255 pixels -> normalization -> the user's model -> softmax probabilities.
         path: The user's file.
-        kind: "model" (whole) or "head-model".
+        kind: ``BROUGHT_MODEL`` (whole) or ``BROUGHT_HEAD_MODEL`` (metadata.json's ``provenance.head``).
         read: How the file was read (which Keras wrote it; whether its config was rebuilt).
         input_size: Square input side in pixels.
         classes: Output classes (2 for a single sigmoid unit or logit).
@@ -88,7 +89,7 @@ def load_brought(options: ConvertOptions) -> BroughtModel:
         user, read = load_keras_file(options.model)
         size = _image_input_size(user, options.model, options.input_size)
         weights, notice = f"file:{options.model}", ""
-        kind, joined = "model", user
+        kind, joined = BROUGHT_MODEL, user
     else:
         head, read = load_keras_file(options.head_model)
         if options.input_size is None:
@@ -97,7 +98,7 @@ def load_brought(options: ConvertOptions) -> BroughtModel:
         size = options.input_size
         backbone = build_backbone(options.arch, options.weights, size, False, options.seed)
         joined = _join_head(head, backbone, options.head_model)
-        weights, notice, kind = backbone.source, backbone.notice, "head-model"
+        weights, notice, kind = backbone.source, backbone.notice, BROUGHT_HEAD_MODEL
     output, classes = _output_kind(joined, options.brought, options.output)
     if options.labels is not None and len(options.labels) != classes:
         raise ToolkitError(f"--labels: {len(options.labels)} names ({','.join(options.labels)}) for "

@@ -75,6 +75,11 @@ class CalibrationRecord:
     seed: int = 0
 
 
+# Provenance.head of a brought model (python -m convert --model / --head-model): nothing of ours was trained
+BROUGHT_MODEL, BROUGHT_HEAD_MODEL = "model", "head-model"
+BROUGHT_HEADS = (BROUGHT_MODEL, BROUGHT_HEAD_MODEL)
+
+
 @dataclass
 class Provenance:
     """What went into the float model and its conversion.

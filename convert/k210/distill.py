@@ -136,6 +136,10 @@ def teacher_outputs(teacher, layout, images_rgb: np.ndarray, maps: bool,
 
     from convert.k210.student import REDUCE_LAYER
 
+    if layout.head is None:  # a brought model: its own output, whole (in float32: it is not ours to clone)
+        probs = np.concatenate([np.asarray(teacher.predict_on_batch(images_rgb[i:i + 32].astype(np.float32)),
+                                           np.float32) for i in range(0, len(images_rgb), 32)])
+        return np.log(np.clip(probs, 1e-7, 1.0)).astype(np.float32), None
     trunk = layout.trunk if dtype == "float32" else in_dtype(layout.trunk, dtype)
     pixels = keras.Input(teacher.input.shape[1:])
     features = trunk(layout.normalize(pixels))
@@ -164,13 +168,24 @@ def in_dtype(model, dtype: str):
     return copy
 
 
-def load_teacher(path: Path, plan: Plan):
-    """The ``make convert`` float model and its parts, checked against the shape the plan mirrors."""
+def load_teacher(path: Path, plan: Plan, brought: bool = False):
+    """The ``make convert`` float model and its parts, checked against the shape the plan mirrors.
+
+    A brought model (``brought``) has no head of ours; its VGG conv blocks, if it has them, must be the
+    plan's (all five), else the student is not initialized from them.
+    """
     import keras
 
-    from convert.k210.student import teacher_layout
+    from convert.k210.student import brought_teacher_layout, teacher_layout
 
     teacher = keras.models.load_model(path)
+    if brought:
+        layout = brought_teacher_layout(teacher, plan.normalization)
+        if layout.trunk is not None and (layout.arch, layout.blocks) != (plan.arch, plan.blocks):
+            log.info("the brought model's conv blocks (%s, 1-%d) are not the plan's: the student starts from "
+                     "random weights", layout.arch, layout.blocks)
+            layout.trunk = None
+        return teacher, layout
     layout = teacher_layout(teacher)
     if (layout.arch, layout.blocks, layout.reduce_channels) != (plan.arch, plan.blocks, plan.reduce_channels):
         raise ToolkitError(f"{path}: its layers ({layout.arch}, blocks 1-{layout.blocks}, 1x1 conv "

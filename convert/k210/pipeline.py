@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from pathlib import Path
 
@@ -28,9 +28,10 @@ from convert.artifacts import sha256_file
 from convert.k210.compile import KmodelInput, compile_kmodel, toolchain_python, toolchain_route
 from convert.k210.distill import load_teacher, rebuilt, resize_maps, teacher_outputs, train_student, training_dtype
 from convert.k210.options import KmodelOptions
-from convert.k210.plan import Plan, largest_fitting, plan_vgg
+from convert.k210.plan import VGG_BLOCKS, Plan, largest_fitting, plan_vgg
 from convert.k210.report import checked_dataset, decode_checked, float_test_scores, measure, write_report
 from convert.schema import (
+    BROUGHT_HEADS,
     K210_FLOAT_KERAS_FILE,
     K210_FLOAT_TFLITE_FILE,
     K210_WORK_DIR,
@@ -67,6 +68,8 @@ def student_shape(provenance: Provenance) -> StudentShape:
     arch, head = provenance.arch, provenance.head
     if head is None:
         return StudentShape(arch)
+    if head in BROUGHT_HEADS:  # a brought model: a pooled head of our own on all five blocks
+        return StudentShape(arch if arch in VGG_BLOCKS else "vgg16")
     kind = HeadKind(head)
     if kind is HeadKind.IMAGENET:
         raise ToolkitError("the make convert model is VGG's own ImageNet top, with no cats/dogs head to distill; "
@@ -76,18 +79,27 @@ def student_shape(provenance: Provenance) -> StudentShape:
     return StudentShape(arch)
 
 
-def choose_plan(options: KmodelOptions, classes: int, shape: StudentShape = StudentShape()) -> Plan:
+def choose_plan(options: KmodelOptions, classes: int, shape: StudentShape = StudentShape(),
+                prefer_size: int | None = None) -> Plan:
     """The planned variant; a variant that cannot fit is refused with the planner's reasons, before any work.
+
+    With ``prefer_size`` (a brought teacher's input size) and no ``--input-size``, the largest variant at that
+    size is chosen if one fits.
 
     Raises:
         ToolkitError: Nothing fits, or the asked-for variant does not.
     """
-    if options.width is not None and options.input_size is not None:
-        plan = plan_vgg(shape.arch, options.width, options.input_size, classes, options.deployment, shape.blocks,
+    size = options.input_size
+    if size is None and prefer_size is not None and largest_fitting(
+            shape.arch, classes, options.deployment, options.max_gmacs, shape.blocks, shape.reduce_channels,
+            sizes=(prefer_size,)) is not None:
+        size = prefer_size
+    if options.width is not None and size is not None:
+        plan = plan_vgg(shape.arch, options.width, size, classes, options.deployment, shape.blocks,
                         shape.reduce_channels)
     else:
         plan = largest_fitting(shape.arch, classes, options.deployment, options.max_gmacs, shape.blocks,
-                               shape.reduce_channels)
+                               shape.reduce_channels, sizes=None if size is None else (size,))
         if plan is None:
             raise ToolkitError(f"no {shape.arch} variant fits the {options.deployment.value} budget under "
                                f"{options.max_gmacs} GMAC; raise --max-gmacs or pick --deployment")
@@ -170,7 +182,10 @@ def run(options: KmodelOptions) -> dict:
     if not teacher_path.is_file():
         raise ToolkitError(f"{teacher_path}: no float model; run `make convert` first (make kmodel starts from it)")
     metadata, conversion = read_conversion(artifacts)
-    plan = choose_plan(options, len(metadata.labels), student_shape(conversion.provenance))
+    brought = conversion.provenance.head in BROUGHT_HEADS
+    plan = choose_plan(options, len(metadata.labels), student_shape(conversion.provenance),
+                       metadata.input.height if brought else None)
+    plan = replace(plan, normalization=metadata.in_model_normalization if brought else "caffe")
     toolchain_python(options.toolchain)  # fail before the long part if nncase is not there
     log.info(plan.summary())
 
@@ -182,7 +197,7 @@ def run(options: KmodelOptions) -> dict:
     started = time.perf_counter()
     keras.utils.set_random_seed(options.seed)
     dtype = training_dtype(options.precision)
-    teacher, layout = load_teacher(teacher_path, plan)
+    teacher, layout = load_teacher(teacher_path, plan, brought)
     use_maps = options.map_weight > 0 and plan.reduce_channels > 0
     if options.map_weight > 0 and not use_maps:
         log.info("feature-map loss off: the student has no 1x1 head conv to match the teacher's")

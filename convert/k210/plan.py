@@ -126,6 +126,7 @@ class Plan:
     layers: list[LayerPlan]
     blocks: int = 5
     reduce_channels: int = 0
+    normalization: str = "caffe"  # the teacher's in-graph normalization, which the student takes over
 
     @property
     def name(self) -> str:
@@ -281,10 +282,12 @@ INPUT_SIZES = (224, 192, 160, 128, 96)
 
 
 def largest_fitting(arch: str = "vgg16", classes: int = 2, deployment: Deployment = Deployment.STANDALONE_SDK,
-                    max_gmacs: float | None = None, blocks: int | None = None, reduce_channels: int = 0) -> Plan | None:
-    """The variant with the most compute among those that fit (and, if given, cost at most ``max_gmacs``)."""
+                    max_gmacs: float | None = None, blocks: int | None = None, reduce_channels: int = 0,
+                    sizes: tuple[int, ...] | None = None) -> Plan | None:
+    """The variant with the most compute among those that fit (and, if given, cost at most ``max_gmacs``),
+    over ``sizes`` (default: the planner's input sizes)."""
     candidates = [plan_vgg(arch, width, size, classes, deployment, blocks, reduce_channels)
-                  for width in WIDTHS for size in INPUT_SIZES]
+                  for width in WIDTHS for size in (sizes or INPUT_SIZES)]
     fitting = [plan for plan in candidates if plan.fits and (max_gmacs is None or plan.macs <= max_gmacs * 1e9)]
     return max(fitting, key=lambda plan: (plan.macs, plan.input_size), default=None)
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from convert.backbone import caffe_preprocess_layer
+from convert.backbone import caffe_preprocess_layer, preprocess_layer
+from convert.config import Preprocess
 from convert.k210.plan import VGG_BLOCKS, Plan, scaled_channels
 from runtime.errors import ToolkitError
 
@@ -38,14 +39,20 @@ def student_conv_names(arch: str, blocks: int | None = None) -> list[str]:
 
 @dataclass
 class TeacherLayout:
-    """Where the parts of a ``make convert`` float model are: pixels -> normalize -> trunk -> head."""
+    """Where the parts of a ``make convert`` float model are: pixels -> normalize -> trunk -> head.
+
+    A brought model (``python -m convert --model``) has no head of ours: ``head`` is None and the student's
+    dense layer is fit to the teacher's logits; ``trunk`` is None too when no VGG conv blocks are found in
+    it (the student then starts from random weights).
+    """
 
     arch: str
     blocks: int  # conv blocks in the trunk (4: cut at block4_pool)
     reduce_channels: int  # the head's 1x1 conv width; 0 = none
-    trunk: object  # keras.Model: normalized pixels -> feature map
-    head: object  # keras.Model: feature map -> probabilities
-    normalize: object  # the caffe_preprocess layer
+    trunk: object  # keras.Model: normalized pixels -> feature map (a brought model: a model holding the convs)
+    head: object  # keras.Model: feature map -> probabilities; None for a brought model
+    normalize: object  # the normalization layer (callable); identity for raw
+    normalization: str = "caffe"
 
 
 def teacher_layout(teacher) -> TeacherLayout:
@@ -65,19 +72,59 @@ def teacher_layout(teacher) -> TeacherLayout:
                            f"{HEAD_LAYER}); make kmodel distills a trained head: rerun make convert with --head gap, "
                            "flatten-mlp or block4-conv")
     trunk, head = trunks[0], teacher.get_layer(HEAD_LAYER)
-    convs = [layer.name for layer in trunk.layers if layer.name.startswith("block") and "_conv" in layer.name]
-    per_block: dict[int, int] = {}
-    for name in convs:
-        block = int(name[len("block"):name.index("_")])
-        per_block[block] = per_block.get(block, 0) + 1
-    blocks = max(per_block)
-    arch = next((arch for arch, layout in VGG_BLOCKS.items()
-                 if [convs for convs, _ in layout[:blocks]] == [per_block.get(b, 0) for b in range(1, blocks + 1)]), None)
-    if arch is None:
-        raise ToolkitError(f"{trunk.name}: conv blocks {per_block} are not VGG16's or VGG19's")
+    found = _vgg_blocks(trunk.layers)
+    if found is None:
+        raise ToolkitError(f"{trunk.name}: its conv blocks are not VGG16's or VGG19's")
+    arch, blocks = found
     reduce_channels = head.get_layer(REDUCE_LAYER).filters if REDUCE_LAYER in [l.name for l in head.layers] else 0
     return TeacherLayout(arch=arch, blocks=blocks, reduce_channels=int(reduce_channels), trunk=trunk, head=head,
                          normalize=teacher.get_layer(NORMALIZE_LAYER))
+
+
+def _vgg_blocks(layers) -> tuple[str, int] | None:
+    """(arch, blocks) of the ``blockN_convM`` layers among ``layers``, or None when they are not a VGG's."""
+    convs = [layer.name for layer in layers if layer.name.startswith("block") and "_conv" in layer.name]
+    per_block: dict[int, int] = {}
+    for name in convs:
+        try:
+            block = int(name[len("block"):name.index("_")])
+        except ValueError:
+            return None
+        per_block[block] = per_block.get(block, 0) + 1
+    if not per_block:
+        return None
+    blocks = max(per_block)
+    arch = next((arch for arch, layout in VGG_BLOCKS.items()
+                 if [convs for convs, _ in layout[:blocks]] == [per_block.get(b, 0) for b in range(1, blocks + 1)]), None)
+    return None if arch is None else (arch, blocks)
+
+
+def brought_teacher_layout(teacher, normalization: str) -> TeacherLayout:
+    """The parts of a brought classifier (``convert/brought.py``): its normalization layer and the (nested)
+    model holding its VGG conv layers, if any; no head of ours."""
+    import keras
+
+    from convert.config import Preprocess
+
+    names = [layer.name for layer in teacher.layers]
+    layer_name = f"{normalization}_preprocess"
+    if normalization != Preprocess.RAW.value and layer_name not in names:
+        raise ToolkitError(f"{teacher.name}: no {layer_name} layer, though metadata.json says the model normalizes "
+                           f"with {normalization}; rerun `make convert`")
+    normalize = teacher.get_layer(layer_name) if layer_name in names else (lambda x: x)
+
+    def holders(model):
+        for layer in model.layers:
+            if isinstance(layer, keras.Model):
+                yield from holders(layer)
+        yield model
+
+    for model in holders(teacher):
+        found = _vgg_blocks(model.layers)
+        if found and "block1_conv1" in [layer.name for layer in model.layers]:
+            arch, blocks = found
+            return TeacherLayout(arch, blocks, 0, model, None, normalize, normalization)
+    return TeacherLayout("vgg16", 5, 0, None, None, normalize, normalization)
 
 
 def build_student(plan: Plan, dropout: float = 0.3, seed: int = 0, any_size: bool = False, dtype: str | None = None):
@@ -93,7 +140,9 @@ def build_student(plan: Plan, dropout: float = 0.3, seed: int = 0, any_size: boo
     keras.utils.set_random_seed(seed)
     size = plan.input_size
     pixels = keras.Input((None, None, 3) if any_size else (size, size, 3), name="image_rgb")
-    x = caffe_preprocess_layer(NORMALIZE_LAYER)(pixels)
+    normalize = (caffe_preprocess_layer(NORMALIZE_LAYER) if plan.normalization == "caffe"
+                 else preprocess_layer(Preprocess(plan.normalization)))
+    x = normalize(pixels) if normalize is not None else pixels
     for block, (convs, channels) in enumerate(VGG_BLOCKS[plan.arch][:plan.blocks], start=1):
         width = scaled_channels(channels, plan.width)
         for index in range(1, convs + 1):
@@ -211,9 +260,10 @@ def _init_dense(student, layout: TeacherLayout, student_walk: "_Walk", teacher_l
     pooled student features to the teacher's centred logits ("fitted")."""
     import keras
 
-    dense = [layer for layer in layout.head.layers if isinstance(layer, keras.layers.Dense)][-1]
+    dense = (None if layout.head is None
+             else [layer for layer in layout.head.layers if isinstance(layer, keras.layers.Dense)][-1])
     logits_layer = student.get_layer(LOGITS_LAYER)
-    if [w.shape for w in dense.get_weights()] == [w.shape for w in logits_layer.get_weights()]:
+    if dense is not None and [w.shape for w in dense.get_weights()] == [w.shape for w in logits_layer.get_weights()]:
         # As many features as the teacher's, so all of its channels were kept, in order: its own dense layer.
         logits_layer.set_weights(dense.get_weights())
         return "copied"
@@ -244,6 +294,9 @@ def init_from_teacher(student, layout: TeacherLayout, images_rgb: np.ndarray, te
     """
     rng = np.random.default_rng(seed)
     report = InitReport(images=len(images_rgb))
+    if layout.trunk is None:  # a brought model without VGG conv blocks: nothing to copy, distillation alone
+        report.head = "random"
+        return report
     pixels = images_rgb.astype(np.float32)
     # Both nets are walked forward once, layer by layer (one eager call per layer, no predict function to
     # trace): each conv's input is the previous one's output, after any pooling between them. The student's

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from convert.config import HeadKind
+from convert.k210.compile import DEFAULT_TOOLCHAIN, toolchain_python
+from runtime.errors import ToolkitError
+
+
+@pytest.fixture(scope="session")
+def toolchain() -> Path:
+    """The nncase toolchain folder (``K210_DIR``, as ``make test K210_DIR=...`` builds it); the tests that need
+    it skip with the reason its build recorded when it is not there."""
+    folder = Path(os.environ.get("K210_DIR", DEFAULT_TOOLCHAIN))
+    try:
+        toolchain_python(folder)
+    except ToolkitError as error:
+        pytest.skip(str(error))
+    return folder
 
 
 def random_teacher(head_kind: HeadKind, size: int = 32, seed: int = 0):

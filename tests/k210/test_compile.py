@@ -6,9 +6,6 @@ with the reason the build recorded (no CPython 3.8-3.10 and no root or package a
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -39,16 +36,6 @@ def test_paths_computed_from_the_module_file_point_into_the_repository():
     root = ROOT
     assert DEFAULT_TOOLCHAIN == root / ".k210" and (root / "Makefile").is_file()
     assert WORKER.is_file() and WORKER.parent == root / "convert" / "k210"
-
-
-@pytest.fixture(scope="session")
-def toolchain():
-    folder = Path(os.environ.get("K210_DIR", DEFAULT_TOOLCHAIN))  # as `make test K210_DIR=...` builds it
-    try:
-        toolchain_python(folder)
-    except ToolkitError as error:
-        pytest.skip(str(error))
-    return folder
 
 
 @pytest.fixture(scope="session")

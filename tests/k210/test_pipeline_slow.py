@@ -9,14 +9,10 @@ about nncase's fidelity, not the student's accuracy).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from convert.k210.compile import DEFAULT_TOOLCHAIN, KmodelInput, compile_kmodel, toolchain_python
-from runtime.errors import ToolkitError
+from convert.k210.compile import KmodelInput, compile_kmodel
 
 pytestmark = pytest.mark.slow
 
@@ -30,16 +26,6 @@ CALIBRATION = 50
 # (less quantization-friendly; noted in issue 4). A wrong input layout or channel order gives about 0.5.
 MIN_AGREEMENT = 0.95
 MAX_PROB_DIFF = 0.1
-
-
-@pytest.fixture(scope="module")
-def toolchain():
-    folder = Path(os.environ.get("K210_DIR", DEFAULT_TOOLCHAIN))
-    try:
-        toolchain_python(folder)
-    except ToolkitError as error:
-        pytest.skip(str(error))
-    return folder
 
 
 def test_k210_variant_compiles_and_the_simulator_agrees_with_float(toolchain, shared_data, tmp_path):
