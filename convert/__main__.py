@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
                          + " (rescale x/255, tf x/127.5-1, torch ImageNet mean/std; required with --model/--head-model)")
     brought.add_argument("--output", type=OutputKind, choices=list(OutputKind), default=OutputKind.AUTO,
                          help="what the model's last layer gives; auto reads it (softmax, or one sigmoid unit)")
+    brought.add_argument("--retrain-head", action="store_true",
+                         help="fine-tune only the model's head on the float and int8 conv base's features "
+                              "(--epochs, default 5; --learning-rate, default 1e-4), reported as such")
     brought.add_argument("--labels", type=_labels, default=None,
                          help="class names in output order, comma-separated; without it, the sorted class folders")
     parser.add_argument("-v", "--verbose", action="store_true", help="show TensorFlow's own logging")
@@ -156,6 +159,7 @@ def print_summary(summary: dict, passed: bool) -> None:
         "-" * 72,
         (f" model             {summary['model_file']} ({summary['model_format']}, {summary['head']}, weights "
          f"{summary['weights']})   preprocess {summary['preprocess']}   output {summary['output']}"
+         + ("   head retrained here (--retrain-head)" if summary.get("retrained_head") else "")
          if "model_file" in summary else
          f" weights           {summary['weights']}   head {summary['head']}   fine-tune block5 {summary.get('fine_tune')}"),
         f" test images       {summary['n']}",
@@ -180,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     if (args.model or args.head_model) and args.preprocess is None:
         parser.error("argument --preprocess: a brought model needs the normalization it was trained with: "
                      + "|".join(p.value for p in Preprocess))
+    if args.retrain_head and not (args.model or args.head_model):
+        parser.error("argument --retrain-head: only for a brought model (--model or --head-model)")
     if args.debug_images == 0 and args.fix is FixMode.AUTO:
         parser.error("argument --debug-images: 0 turns off the per-layer blame that --fix auto chooses its "
                      "float layers by; give --fix none with it")
@@ -209,7 +215,7 @@ def _convert(args: argparse.Namespace) -> int:
         test_fraction=args.test_fraction, max_train=args.max_train, max_test=args.max_test,
         float_tflite_eval=args.float_tflite_eval, debug_images=args.debug_images, threads=args.threads,
         seed=args.seed, model=args.model, head_model=args.head_model, preprocess=args.preprocess,
-        output=args.output, labels=args.labels,
+        output=args.output, labels=args.labels, retrain_head=args.retrain_head,
     )
     out, summary, passed = run(options)
     print_summary(summary, passed)

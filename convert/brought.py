@@ -375,3 +375,66 @@ def check_keras2_rebuild(brought: BroughtModel, images_rgb: np.ndarray, preproce
                            "(model.save('model.keras')) and convert that")
     brought.keras2_check = diff
     return diff
+
+
+def split_backbone_and_head(brought: BroughtModel):
+    """(the user's conv base, the user's head) of the tutorial shapes: a Sequential whose first layer is the
+    nested conv base, or a backbone joined to a head model here. The layers are the classifier's own, so
+    training the head changes the classifier.
+
+    Raises:
+        ToolkitError: Another shape, whose head cannot be told from its base.
+    """
+    import keras
+
+    model = brought.raw_model
+    layers = model.layers
+    if isinstance(model, keras.Sequential) and layers and isinstance(layers[0], keras.Model) and len(layers) > 1:
+        base = layers[0]
+        head = keras.Sequential([keras.Input(tuple(base.output.shape[1:])), *layers[1:]], name="user_head")
+        return base, head
+    if isinstance(layers[-1], keras.Model) and "block5_pool" in [layer.name for layer in layers]:
+        return keras.Model(model.input, model.get_layer("block5_pool").output, name="user_base"), layers[-1]
+    raise ToolkitError(f"{brought.path}: --retrain-head needs the tutorial shape (a Sequential whose first layer "
+                       "is the conv base, or --head-model); convert it without --retrain-head")
+
+
+def retrain_head(brought: BroughtModel, preprocess: Preprocess, train_rgb: np.ndarray, labels: np.ndarray,
+                 calibration: np.ndarray, epochs: int, learning_rate: float, seed: int, threads: int | None) -> dict:
+    """Fine-tunes only the user's head on the float and the int8 conv base's features, as our own head is
+    trained (``--quant-aware-head``), so that its decisions survive quantization. The conv base is frozen:
+    its int8 version here is the one inside the final int8 model (same graph, same calibration).
+
+    Returns:
+        What was done, for ``metadata.json``'s provenance (``retrained_head``).
+    """
+    import keras
+
+    from convert.head import extract_features, extract_features_int8
+
+    base, head = split_backbone_and_head(brought)
+    pixels = keras.Input((brought.input_size, brought.input_size, 3), name="image_rgb")
+    layer = preprocess_layer(preprocess)
+    extractor = keras.Model(pixels, base(layer(pixels) if layer is not None else pixels), name="user_extractor")
+    features = extract_features(extractor, train_rgb, "features train")
+    with tempfile.TemporaryDirectory(prefix="convert-trunk-") as work:
+        int8_features = extract_features_int8(extractor, calibration, train_rgb, work, "int8 features train", threads)
+    error = float(np.abs(int8_features - features).mean() / max(np.abs(features).mean(), 1e-12))
+    targets = np.concatenate([labels, labels])
+    if brought.output is OutputKind.SOFTMAX:
+        loss = keras.losses.SparseCategoricalCrossentropy()
+    elif brought.classes == 2 and int(brought.raw_model.output.shape[-1]) == 1:
+        loss = keras.losses.BinaryCrossentropy(from_logits=brought.output is OutputKind.LOGITS)
+        targets = targets.astype(np.float32)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    keras.utils.set_random_seed(seed)
+    head.trainable = True
+    head.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
+    history = head.fit(np.concatenate([features, int8_features]), targets, epochs=epochs, batch_size=32,
+                       shuffle=True, verbose=0)
+    return {"epochs": epochs, "learning_rate": learning_rate, "images": int(len(train_rgb)),
+            "int8_feature_error": round(error, 5),
+            "loss": [round(float(value), 5) for value in history.history["loss"]],
+            "note": "only the head was trained, on the float and the int8 conv base's features; the conv base is "
+                    "the user's, unchanged"}

@@ -121,6 +121,8 @@ class ConvertOptions:
             ``head_model``; our own models use caffe).
         output: What the brought model's last layer gives.
         labels: Class names in output order (None: the data set's sorted folder names, as Keras gives them).
+        retrain_head: Fine-tune the brought model's head on the float and int8 conv base's features (an
+            explicit opt-in: without it a brought model is converted as it is).
     """
 
     data: Path
@@ -154,6 +156,7 @@ class ConvertOptions:
     preprocess: Preprocess | None = None
     output: OutputKind = OutputKind.AUTO
     labels: list[str] | None = None
+    retrain_head: bool = False
 
     @property
     def brought(self) -> Path | None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from convert.artifacts import write_json_atomic, write_text_atomic
-from convert.data import Split, image_files, decode_split
+from convert.data import Split, decode_split, image_files
 from convert.schema import DEFAULT_ARTIFACTS, DRIFT_IMAGES_PREFIX, FLOAT_TFLITE_FILE, INT8_TFLITE_FILE
 from convert.tflite.drift import compare, confusion_matrix, run_classifier, worst_disagreements
 from runtime.argtypes import OneLineParser, positive_int

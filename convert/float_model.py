@@ -55,14 +55,17 @@ class FloatModel:
     normalization: str = "caffe"
 
 
-def held_out_index(labels: np.ndarray, exclude: set[int], seed: int) -> np.ndarray:
+def held_out_index(labels: np.ndarray, exclude: set[int], seed: int, trained_here: bool = True) -> np.ndarray:
     """A stratified, seeded sample of training images held out of training and calibration.
 
     The automatic fix is chosen on these: images the model has fit have larger margins than new ones,
-    so they would hide drift that the test set then shows.
+    so they would hide drift that the test set then shows. A model trained here gives a tenth of its
+    training images (up to ``VALIDATION_IMAGES``); a brought model (``trained_here`` False) trains on none
+    of them here, so up to ``VALIDATION_IMAGES`` of those calibration did not take are held out.
     """
     rng = np.random.default_rng(seed + 1)
-    count = min(VALIDATION_IMAGES, max(len(np.unique(labels)), len(labels) // 10))
+    share = len(labels) // 10 if trained_here else len(labels) - len(exclude)
+    count = min(VALIDATION_IMAGES, max(len(np.unique(labels)), share))
     chosen = []
     for label in np.unique(labels):
         members = np.array([i for i in np.flatnonzero(labels == label) if i not in exclude], np.int64)
@@ -156,9 +159,14 @@ def train_float_model(options: ConvertOptions, prepared: Prepared, calibration_i
     return FloatModel(model, labels, test_scores, validation_index, validation_scores, description)
 
 
+RETRAIN_HEAD_EPOCHS = 5  # --retrain-head: a fine-tuning of a trained head, not a training from scratch
+RETRAIN_HEAD_RATE = 1e-4
+
+
 def brought_float_model(options: ConvertOptions, prepared: Prepared, calibration_index: set[int],
-                        brought) -> FloatModel:
-    """The user's model (``convert/brought.py``) as the float model: nothing trained, only scored.
+                        brought, calibration: np.ndarray) -> FloatModel:
+    """The user's model (``convert/brought.py``) as the float model: nothing trained, only scored; with
+    ``--retrain-head`` its head is fine-tuned first (and so reported).
 
     The held-out training images are chosen as for our own model: the automatic fix is chosen on them.
     """
@@ -167,10 +175,19 @@ def brought_float_model(options: ConvertOptions, prepared: Prepared, calibration
     labels = check_labels(brought, prepared.dataset.classes, options.labels, prepared.dataset.root)
     if brought.read.rebuilt:
         check_keras2_rebuild(brought, prepared.test_rgb[:8], options.preprocess)
-    validation_index = held_out_index(prepared.dataset.train.labels, calibration_index, options.seed)
+    validation_index = held_out_index(prepared.dataset.train.labels, calibration_index, options.seed,
+                                      trained_here=options.retrain_head)
+    description = brought.description(options.preprocess)
+    if options.retrain_head:  # opt-in: the user's head, fine-tuned on the int8 conv base's features too
+        from convert.brought import retrain_head
+
+        fit_index = np.setdiff1d(np.arange(len(prepared.train_rgb)), validation_index)
+        description["retrained_head"] = retrain_head(
+            brought, options.preprocess, prepared.train_rgb[fit_index], prepared.dataset.train.labels[fit_index],
+            calibration, options.epochs or RETRAIN_HEAD_EPOCHS, options.learning_rate or RETRAIN_HEAD_RATE,
+            options.seed, options.threads)
     test_scores = _keras_scores(brought.model, prepared.test_rgb, "float model on test")
     validation_scores = _keras_scores(brought.model, prepared.train_rgb[validation_index], "float model on validation")
-    description = brought.description(options.preprocess)
     return FloatModel(brought.model, labels, test_scores, validation_index, validation_scores, description,
                       normalization=options.preprocess.value)
 

@@ -114,7 +114,7 @@ def run(options: ConvertOptions) -> tuple[Path, dict, bool]:
     prepared = prepare_data(options)
     calibration = load_calibration(options, prepared)
     if brought is not None:
-        float_model = brought_float_model(options, prepared, calibration.train_positions, brought)
+        float_model = brought_float_model(options, prepared, calibration.train_positions, brought, calibration.inputs)
     else:
         float_model = train_float_model(options, prepared, calibration.train_positions, calibration.inputs)
     with contextlib.ExitStack() as cleanup:
@@ -191,7 +191,8 @@ def _summary(options: ConvertOptions, prepared: Prepared, float_model: FloatMode
         "weights": float_model.description.get("weights"),
         "head": float_model.description.get("head"),
         "fine_tune": float_model.description.get("fine_tune"),
-        **{key: float_model.description[key] for key in ("model_file", "model_format", "preprocess", "output")
+        **{key: float_model.description[key]
+           for key in ("model_file", "model_format", "preprocess", "output", "retrained_head")
            if key in float_model.description},
         **outcome.report["test"],
         "verdict": outcome.report["verdict"],

@@ -121,6 +121,7 @@ class Provenance:
     keras2_max_abs_diff: float | None = None  # the rebuilt Keras 2 model against tf-keras' reading of the file
     preprocess: str | None = None  # the normalization baked into the graph
     output: str | None = None  # what the user's last layer gave: softmax, sigmoid or logits
+    retrained_head: dict | None = None  # --retrain-head: what was fine-tuned, on what, and its loss
 
     def to_dict(self) -> dict:
         return _without_none(asdict(self))

@@ -272,3 +272,31 @@ def test_each_normalization_matches_its_definition(kind):
     layer = preprocess_layer(Preprocess(kind))
     got = pixels if layer is None else np.asarray(layer(pixels))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_retrain_head_is_an_opt_in_that_fine_tunes_only_the_head(tutorial, tmp_path, capsys):
+    import keras
+
+    source = tutorial["files"]["whole"]["keras3 keras"]
+    code, out, captured = _convert(tmp_path, capsys, ["--model", str(source), "--preprocess", "rescale",
+                                                      "--data", str(tutorial["data"]), "--retrain-head",
+                                                      "--epochs", "2"])
+    assert code == 0, captured.err
+    assert "head retrained here (--retrain-head)" in captured.out
+    retrained = json.loads((out / "metadata.json").read_text())["provenance"]["retrained_head"]
+    assert retrained["epochs"] == 2 and len(retrained["loss"]) == 2 and retrained["images"] > 0
+    user, converted = keras.models.load_model(source), keras.models.load_model(out / "model_float.keras")
+    user_weights = user.get_weights()
+    converted_weights = [w for w in converted.get_weights()]
+    # the conv base is the user's, unchanged; the head's dense layers moved
+    base = len(user.layers[0].get_weights())
+    convs = [w for w in converted_weights if w.ndim == 4 and w.shape[:2] == (3, 3)]
+    for got, expected in zip(convs, user_weights[:base:2]):
+        np.testing.assert_array_equal(got, expected)
+    assert not np.array_equal(converted_weights[-2], user_weights[-2])
+
+
+def test_retrain_head_needs_a_brought_model(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--retrain-head", "--out", str(tmp_path / "out")])
+    assert exit_info.value.code == 2 and "only for a brought model" in capsys.readouterr().err

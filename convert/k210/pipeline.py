@@ -145,7 +145,8 @@ def load_inputs(options: KmodelOptions, provenance: Provenance, size: int, teach
     calibration = load_calibration_images(items, dataset.root, spec).astype(np.uint8)
     position = {p.relative_to(dataset.root).as_posix(): i for i, p in enumerate(dataset.train.paths)}
     held_out = held_out_index(dataset.train.labels, {position[i.file] for i in items if i.file in position},
-                              options.seed)
+                              options.seed, trained_here=provenance.head not in BROUGHT_HEADS
+                              or provenance.retrained_head is not None)
     return Inputs(train_rgb=train_rgb, teacher_rgb=teacher_rgb, train_labels=dataset.train.labels,
                   fit_index=np.setdiff1d(np.arange(len(train_rgb)), held_out), held_out=held_out,
                   test_rgb=decode_checked(dataset.test.paths, spec, "decode test"), test_labels=dataset.test.labels,
