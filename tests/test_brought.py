@@ -134,6 +134,13 @@ def test_a_whole_sigmoid_model_converts_with_its_own_size_and_labels(tutorial, t
     assert np.abs(scores[:, 1] - sigmoid).max() < INT8_MAX_PROB_DIFF
     assert np.abs(scores[:, 0] - (1 - sigmoid)).max() < INT8_MAX_PROB_DIFF
     assert "preprocess rescale   output sigmoid" in captured.out
+    # The camera loop takes it as any conversion: a folder of the test photos, labels from the brought model
+    from tests.runtime.helpers import run_cli
+
+    done = run_cli("--model", out, "--source", tutorial["data"] / "test" / "dog", "--headless")
+    assert done.returncode == 0, done.stderr
+    answers = [json.loads(line)["label"] for line in done.stdout.splitlines()]
+    assert len(answers) == 10 and answers.count("dog") >= 9
 
 
 def test_a_head_alone_is_joined_to_the_named_backbone(tutorial, tmp_path, capsys):
