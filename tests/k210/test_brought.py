@@ -130,7 +130,7 @@ def test_make_kmodel_from_a_brought_whole_model(toolchain, tmp_path, capsys):
     assert convert_main(["--model", str(tmp_path / "cats_and_dogs.keras"), "--preprocess", "rescale", "--data",
                          str(data), "--out", str(out), "--calib", "8", "--float-tflite-eval", "0", "--debug-images", "0",
                          "--fix", "none"]) == 0
-    assert kmodel_main(["--artifacts", str(out), "--toolchain", str(toolchain), "--width", "0.25", "--epochs", "2",
+    assert kmodel_main(["--artifacts", str(out), "--toolchain", str(toolchain), "--width", "0.25", "--epochs", "1",
                         "--sim-images", "all"]) == 0
     capsys.readouterr()
     report = json.loads((out / "k210_report.json").read_text())
