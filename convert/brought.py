@@ -365,7 +365,11 @@ def check_keras2_rebuild(brought: BroughtModel, images_rgb: np.ndarray, preproce
 
     kernel, bias = preprocess_affine(preprocess)
     inputs = (images_rgb.astype(np.float32) @ kernel + bias).astype(np.float32)
-    original = tf_keras.models.load_model(brought.path, compile=False)
+    try:
+        original = tf_keras.models.load_model(brought.path, compile=False)
+    except Exception as error:  # noqa: BLE001 - tf-keras raises many types
+        raise ToolkitError(f"{brought.path}: tf-keras cannot read this Keras 2 file to check the model rebuilt from "
+                           f"it ({' '.join(str(error).split())[:160]}); save it with Keras 3 and convert that") from None
     expected = np.asarray(original.predict(inputs, verbose=0), np.float32)
     got = np.asarray(brought.raw_model.predict(inputs, verbose=0), np.float32)
     diff = float(np.abs(expected - got).max())

@@ -187,7 +187,7 @@ def _report(float_model: FloatModel, prepared: Prepared, options: ConvertOptions
     test = measured.test
     test_files = [p.relative_to(dataset.root).as_posix() for p in dataset.test.paths]
     return {
-        "model": f"{float_model.description.get('arch')} + {float_model.description.get('head')} head",
+        "model": _model_line(float_model.description),
         "weights": float_model.description.get("weights"),
         "verdict": verdict,
         "budget": {"min_top1_agreement": options.min_agreement},
@@ -274,3 +274,13 @@ def _median_latency_ms(model_path: Path, metadata: ModelMetadata, image_rgb: np.
     classifier = Classifier(model_path, metadata, num_threads=threads)
     tensor = classifier.input_tensor(normalize(image_rgb, metadata.input.normalization))
     return time_calls(lambda: classifier.invoke(tensor), LATENCY_RUNS).median_ms
+
+
+def _model_line(description: dict) -> str:
+    """What the report's first line calls the model: ours by backbone and head, a brought one by its file."""
+    if "model_file" not in description:
+        return f"{description.get('arch')} + {description.get('head')} head"
+    retrained = ", head retrained here (--retrain-head)" if description.get("retrained_head") else ""
+    return (f"brought {description['head']} {description['model_file']} ({description.get('model_format')}; "
+            f"{description.get('arch')}; preprocess {description.get('preprocess')}; output "
+            f"{description.get('output')}{retrained})")
