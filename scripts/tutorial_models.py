@@ -55,7 +55,9 @@ def _fit(head, features: np.ndarray, labels: np.ndarray, epochs: int, seed: int)
     import tf_keras
 
     tf_keras.utils.set_random_seed(seed)
-    head.compile(optimizer="rmsprop", loss="binary_crossentropy", metrics=["accuracy"])  # as the tutorials do
+    # RMSprop as in the tutorials, at 1e-4: at its default 1e-3 the head's ReLUs died on the hed features of
+    # x/255 images (train accuracy 49% after 30 epochs, measured), where 1e-4 reached 68% (test 63%).
+    head.compile(optimizer=tf_keras.optimizers.RMSprop(1e-4), loss="binary_crossentropy", metrics=["accuracy"])
     head.fit(features, labels.astype(np.float32), epochs=epochs, batch_size=20, verbose=2)
     return head
 

@@ -10,7 +10,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-TRAIN_PER_CLASS = 100  # 200: 50 calibrate, 150 are held out for the fix
+TRAIN_PER_CLASS = 150  # 300: 50 calibrate, 200 of the others are held out for the fix
 TEST_PER_CLASS = 200  # 400 test images: the floor for this test
 BUDGET = 0.995
 
@@ -36,6 +36,6 @@ def test_a_keras2_tutorial_vgg16_converts_to_int8_within_the_budget(shared_data,
     assert code == 0 and results["verdict"] == "PASS" and results["top1_agreement"] >= BUDGET
     assert metadata["models"]["model_int8.tflite"]["float_ops"] == []
     # Trained, if weakly: the hed conv weights expect caffe-normalized pixels, and on x/255 their features
-    # separate cats from dogs badly (measured 58.75% with 150 training images per class; 400 test images
-    # put chance, 50%, 3.5 standard deviations below that).
+    # separate cats from dogs badly (a head like this one reached 63% on 200 test images; 400 test images put
+    # chance, 50%, 2 standard deviations below 55%).
     assert results["accuracy_float"] > 0.55
