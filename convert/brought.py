@@ -65,6 +65,7 @@ class BroughtModel:
     keras2_check: float | None = None
     raw_model: object = None  # the user's model as loaded (normalized pixels -> its own output)
     arch: str = "vgg16"  # the VGG inside it, by its layer names ("other" when none is recognized)
+    logit_model: object = lambda: None  # () -> the user's model up to its sigmoid's logit, or None
 
     def description(self, preprocess: Preprocess) -> dict:
         return {"weights": self.weights, "arch": self.arch, "head": self.kind, "trained": False,
@@ -82,6 +83,8 @@ def load_brought(options: ConvertOptions) -> BroughtModel:
             deserialize, an input that is not an RGB image, a head that does not fit the backbone, an
             output that is not a classifier's, a size that contradicts the model.
     """
+    import keras
+
     if options.preprocess is None:
         raise ToolkitError(f"{options.brought}: say how the model's images were normalized: --preprocess "
                            + "|".join(p.value for p in Preprocess))
@@ -90,6 +93,9 @@ def load_brought(options: ConvertOptions) -> BroughtModel:
         size = _image_input_size(user, options.model, options.input_size)
         weights, notice = f"file:{options.model}", ""
         kind, joined = BROUGHT_MODEL, user
+
+        def logit_model():
+            return sigmoid_logit(user)
     else:
         head, read = load_keras_file(options.head_model)
         if options.input_size is None:
@@ -99,13 +105,18 @@ def load_brought(options: ConvertOptions) -> BroughtModel:
         backbone = build_backbone(options.arch, options.weights, size, False, options.seed)
         joined = _join_head(head, backbone, options.head_model)
         weights, notice, kind = backbone.source, backbone.notice, BROUGHT_HEAD_MODEL
+
+        def logit_model():
+            head_logit = sigmoid_logit(head)
+            return None if head_logit is None else keras.Model(backbone.model.input, head_logit(backbone.model.output))
     output, classes = _output_kind(joined, options.brought, options.output)
     if options.labels is not None and len(options.labels) != classes:
         raise ToolkitError(f"--labels: {len(options.labels)} names ({','.join(options.labels)}) for "
                            f"{options.brought}, which has {classes} classes; give one name per class, in output order")
-    return BroughtModel(_classifier(joined, options.preprocess, output, size), Path(options.brought), kind,
-                        read, size, classes, output, weights, notice, raw_model=joined,
-                        arch=vgg_arch(joined))
+    brought = BroughtModel(None, Path(options.brought), kind, read, size, classes, output, weights, notice,
+                           raw_model=joined, arch=vgg_arch(joined), logit_model=logit_model)
+    brought.model = classifier_of(brought, options.preprocess)
+    return brought
 
 
 def vgg_arch(model) -> str:
@@ -324,23 +335,66 @@ def _output_kind(model, path: Path, requested: OutputKind) -> tuple[OutputKind, 
     return requested, max(units, 2)
 
 
-def _classifier(model, preprocess: Preprocess, output: OutputKind, size: int):
-    """RGB 0..255 pixels -> ``preprocess`` -> ``model`` -> softmax probabilities, from stock layers."""
+def sigmoid_logit(model):
+    """``model`` up to the logit of its last sigmoid unit, or None when the sigmoid is not a plain last layer
+    (``Dense(1, sigmoid)``: copied with a linear activation and the same weights; ``Activation("sigmoid")``:
+    the tensor before it)."""
+    import keras
+
+    last = model.layers[-1]
+    if isinstance(last, keras.Model) or getattr(getattr(last, "activation", None), "__name__", "") != "sigmoid":
+        return None
+    try:
+        before = last.input
+    except (AttributeError, ValueError):  # a layer called more than once has no single input
+        return None
+    if isinstance(last, keras.layers.Dense):
+        linear = keras.layers.Dense(last.units, use_bias=last.use_bias, name=f"{last.name}_logit")
+        logit = linear(before)
+        linear.set_weights(last.get_weights())
+    elif isinstance(last, keras.layers.Activation):
+        logit = before
+    else:
+        return None
+    return keras.Model(model.inputs, logit, name=f"{model.name}_logit")
+
+
+def _classifier(model, preprocess: Preprocess, output: OutputKind, size: int, logit_model=None):
+    """RGB 0..255 pixels -> ``preprocess`` -> ``model`` -> softmax probabilities, from stock layers.
+
+    One sigmoid unit (or one logit) becomes ``softmax([0, logit])``: class 1 is sigmoid(logit), class 0 is
+    1 - it, the order Keras' folder loaders give. Ending in TFLite's int8 softmax, whose output scale is fixed
+    at 1/256 over [0, 1], the int8 model can answer any probability; ``[1 - s, s]`` from the sigmoid itself
+    would be quantized to the range calibration happened to see (measured: every score above 0.844 clipped
+    to it). Without the logit (``logit_model`` None: the sigmoid is not a plain last layer) that is the
+    fallback.
+    """
     import keras
 
     pixels = keras.Input((size, size, 3), name="image_rgb")
     layer = preprocess_layer(preprocess)
-    scores = model(layer(pixels) if layer is not None else pixels)
+    normalized = layer(pixels) if layer is not None else pixels
+    scores = model(normalized)
     units = int(scores.shape[-1])
+    logit = None
     if output is OutputKind.LOGITS and units == 1:
-        scores = keras.layers.Activation("sigmoid", name="logit_to_probability")(scores)
-    if output is OutputKind.SIGMOID or (output is OutputKind.LOGITS and units == 1):
-        # class 1 is the sigmoid's score, class 0 is 1 - it: the order Keras' folder loaders give
+        logit = scores
+    elif output is OutputKind.SIGMOID and logit_model is not None:
+        logit = logit_model(normalized)
+    if logit is not None:
+        zero = keras.layers.Rescaling(0.0, name="class0_logit")(logit)
+        scores = keras.layers.Softmax(name="probabilities")(keras.layers.Concatenate(name="logits")([zero, logit]))
+    elif output is OutputKind.SIGMOID:
         class0 = keras.layers.Rescaling(-1.0, offset=1.0, name="class0_probability")(scores)
         scores = keras.layers.Concatenate(name="probabilities")([class0, scores])
     elif output is OutputKind.LOGITS:
         scores = keras.layers.Softmax(name="probabilities")(scores)
     return keras.Model(pixels, scores, name="brought_classifier")
+
+
+def classifier_of(brought: BroughtModel, preprocess: Preprocess):
+    """The classifier of ``brought``'s current weights (again after ``--retrain-head`` trained its head)."""
+    return _classifier(brought.raw_model, preprocess, brought.output, brought.input_size, brought.logit_model())
 
 
 def check_labels(brought: BroughtModel, classes: list[str], labels: list[str] | None, data: Path) -> list[str]:

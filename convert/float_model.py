@@ -179,13 +179,14 @@ def brought_float_model(options: ConvertOptions, prepared: Prepared, calibration
                                       trained_here=options.retrain_head)
     description = brought.description(options.preprocess)
     if options.retrain_head:  # opt-in: the user's head, fine-tuned on the int8 conv base's features too
-        from convert.brought import retrain_head
+        from convert.brought import classifier_of, retrain_head
 
         fit_index = np.setdiff1d(np.arange(len(prepared.train_rgb)), validation_index)
         description["retrained_head"] = retrain_head(
             brought, options.preprocess, prepared.train_rgb[fit_index], prepared.dataset.train.labels[fit_index],
             calibration, options.epochs or RETRAIN_HEAD_EPOCHS, options.learning_rate or RETRAIN_HEAD_RATE,
             options.seed, options.threads)
+        brought.model = classifier_of(brought, options.preprocess)  # the trained weights, also in the logit copy
     test_scores = _keras_scores(brought.model, prepared.test_rgb, "float model on test")
     validation_scores = _keras_scores(brought.model, prepared.train_rgb[validation_index], "float model on validation")
     return FloatModel(brought.model, labels, test_scores, validation_index, validation_scores, description,
