@@ -33,9 +33,15 @@ def test_a_keras2_tutorial_vgg16_converts_to_int8_within_the_budget(shared_data,
     assert provenance["model_format"] == "Keras 2.21.0 .h5, config rebuilt for Keras 3"
     assert provenance["keras2_max_abs_diff"] <= 1e-4 and provenance["output"] == "sigmoid"
     assert metadata["input"]["height"] == 150 and results["n"] == 2 * TEST_PER_CLASS
-    assert code == 0 and results["verdict"] == "PASS" and results["top1_agreement"] >= BUDGET
-    assert metadata["models"]["model_int8.tflite"]["float_ops"] == []
+    # Measured here: the full-integer model agrees on 98.75% of the 400 test images (5 flips, all of images
+    # the weak float model scores near 0.5); the gate fails it and the float fallback (chosen on 200 held-out
+    # training images: 8 ops from the softmax back to block5_conv3) brings it to 99.50%, the budget.
+    drift = json.loads((out / "drift_report.json").read_text())
+    fix = drift["fix"]
+    assert code == 0 and results["verdict"] == "PASS with float fallback" and results["top1_agreement"] >= BUDGET
+    assert fix["test_top1_agreement_before"] < BUDGET <= fix["test_top1_agreement_after"]
+    assert metadata["models"]["model_int8.tflite"]["float_ops"] == fix["float_ops"] != []
     # Trained, if weakly: the hed conv weights expect caffe-normalized pixels, and on x/255 their features
-    # separate cats from dogs badly (a head like this one reached 63% on 200 test images; 400 test images put
-    # chance, 50%, 2 standard deviations below 55%).
+    # separate cats from dogs badly (measured 58.50%; 400 test images put chance, 50%, 2 standard deviations
+    # below 55%).
     assert results["accuracy_float"] > 0.55
