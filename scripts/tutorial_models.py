@@ -51,10 +51,15 @@ def _decoded(data: Path, size: int, max_train: int | None, seed: int):
     return prepared.train_rgb.astype(np.float32), prepared.dataset.train.labels
 
 
-def _fit(head, features: np.ndarray, labels: np.ndarray, epochs: int, seed: int):
+def _fit(build, features: np.ndarray, labels: np.ndarray, epochs: int, seed: int):
+    """``build()`` the head after seeding (its initial weights come from the seeded generator, whatever ran
+    in this process before), then train it with TensorFlow's deterministic ops."""
+    import tensorflow as tf
     import tf_keras
 
     tf_keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+    head = build()
     # RMSprop as in the tutorials, at 1e-4: at its default 1e-3 the head's ReLUs died on the hed features of
     # x/255 images (train accuracy 49% after 30 epochs, measured), where 1e-4 reached 68% (test 63%).
     head.compile(optimizer=tf_keras.optimizers.RMSprop(1e-4), loss="binary_crossentropy", metrics=["accuracy"])
@@ -70,7 +75,7 @@ def whole_model(data: Path, out: Path, max_train: int | None = None, epochs: int
     pixels, labels = _decoded(data, WHOLE_SIZE, max_train, seed)
     base, source = _vgg16(k2, WHOLE_SIZE)
     features = base.predict(pixels / 255.0, batch_size=16, verbose=0)
-    head = _fit(k2.Sequential([k2.Input(features.shape[1:]), k2.layers.Flatten(), k2.layers.Dense(256, activation="relu"),
+    head = _fit(lambda: k2.Sequential([k2.Input(features.shape[1:]), k2.layers.Flatten(), k2.layers.Dense(256, activation="relu"),
                                k2.layers.Dropout(0.5), k2.layers.Dense(1, activation="sigmoid")]),
                 features, labels, epochs, seed)
     model = k2.Sequential([k2.Input((WHOLE_SIZE, WHOLE_SIZE, 3)), base, *head.layers])
@@ -97,7 +102,7 @@ def head_model(data: Path, out: Path, max_train: int | None = None, epochs: int 
     normalized = np.concatenate([np.asarray(caffe_preprocess_layer()(pixels[i:i + 32]))
                                  for i in range(0, len(pixels), 32)])
     features = base.predict(normalized, batch_size=16, verbose=0)
-    head = _fit(k2.Sequential([k2.Input(features.shape[1:]), k2.layers.Conv2D(512, 3, activation="relu"),
+    head = _fit(lambda: k2.Sequential([k2.Input(features.shape[1:]), k2.layers.Conv2D(512, 3, activation="relu"),
                                k2.layers.MaxPooling2D(2), k2.layers.Flatten(), k2.layers.Dense(1024, activation="relu"),
                                k2.layers.Dropout(0.6), k2.layers.Dense(1, activation="sigmoid")]),
                 features, labels, epochs, seed)
