@@ -19,6 +19,7 @@ from runtime.sources import IMAGE_SUFFIXES  # one list of image suffixes, the ca
 UNDECODABLE = "undecodable (corrupt, truncated or refused)"
 TRAIN_TEST_LAYOUT = "train/test folders"
 MIN_TRAIN_PER_CLASS = 2  # after decoding: one for the held-out validation set, at least one to train on
+SKIPPED_LISTED = 20  # skipped files named per split in metadata.json and the drift reports (all are counted)
 MIN_TEST_PER_CLASS = 1  # after decoding: a class the test set lacks cannot be measured
 
 # The public archive the Keras tutorials use; only fetched when no local data exists.
@@ -224,10 +225,11 @@ def check_class_counts(dataset: DataSet) -> None:
 
 def skipped_listing(split: Split, root: Path, limit: int) -> list[dict[str, str]]:
     """The first ``limit`` skipped files of a split, as ``{"file": path relative to root, "reason": ...}``."""
-    return [{"file": _relative(item.path, root), "reason": item.reason} for item in split.skipped_files[:limit]]
+    return [{"file": relative_path(item.path, root), "reason": item.reason} for item in split.skipped_files[:limit]]
 
 
-def _relative(path: Path, root: Path) -> str:
+def relative_path(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` in POSIX form, or as it is when it lies outside."""
     try:
         return path.relative_to(root).as_posix()
     except ValueError:

@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 
 from convert.artifacts import write_json_atomic, write_text_atomic
-from convert.data import Split, decode_split, image_files
+from convert.data import SKIPPED_LISTED, Split, decode_split, image_files, relative_path, skipped_listing
 from convert.schema import DEFAULT_ARTIFACTS, DRIFT_IMAGES_PREFIX, FLOAT_TFLITE_FILE, INT8_TFLITE_FILE
 from convert.tflite.drift import compare, confusion_matrix, run_classifier, worst_disagreements
 from runtime.argtypes import OneLineParser, positive_int
 from runtime.cli import run_main
 from runtime.errors import ToolkitError
 from runtime.metadata import read_metadata
+from runtime.sources import IMAGE_SUFFIXES
 
 
 def scan_images(folder: Path, labels: list[str]) -> tuple[Split, bool, str]:
@@ -67,14 +68,8 @@ def scan_images(folder: Path, labels: list[str]) -> tuple[Split, bool, str]:
                 f"unlabelled: its subfolders ({', '.join(names[:5])}) are not all labels of the model "
                 f"({', '.join(labels)})")
     if not split.paths:
-        raise ToolkitError(f"{folder}: no images ({', '.join(sorted(_suffixes()))}) in it or its subfolders")
+        raise ToolkitError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in it or its subfolders")
     return split, labelled, note
-
-
-def _suffixes() -> set[str]:
-    from runtime.sources import IMAGE_SUFFIXES
-
-    return set(IMAGE_SUFFIXES)
 
 
 def measure(artifacts: Path, folder: Path, threads: int | None = None) -> dict:
@@ -92,7 +87,7 @@ def measure(artifacts: Path, folder: Path, threads: int | None = None) -> dict:
     int8_scores = run_classifier(models[1], metadata, images, "int8 TFLite", threads)
     result = compare(float_scores, int8_scores, split.labels if labelled else None)
     classes = len(metadata.labels)
-    files = [_relative(p, folder) for p in split.paths]
+    files = [relative_path(p, folder) for p in split.paths]
     report = {
         "images": str(folder),
         "read_as": note,
@@ -100,8 +95,7 @@ def measure(artifacts: Path, folder: Path, threads: int | None = None) -> dict:
         "artifacts": str(artifacts),
         "input": {"size": [metadata.input.height, metadata.input.width], "resize": metadata.input.resize.value},
         "skipped": dict(split.skipped),
-        "skipped_files": [{"file": _relative(item.path, folder), "reason": item.reason}
-                          for item in split.skipped_files[:20]],
+        "skipped_files": skipped_listing(split, folder, SKIPPED_LISTED),
         **result,
         "predicted": {"float": _counts(float_scores.argmax(1), metadata.labels),
                       "int8": _counts(int8_scores.argmax(1), metadata.labels)},
@@ -116,13 +110,6 @@ def measure(artifacts: Path, folder: Path, threads: int | None = None) -> dict:
 
 def _counts(predicted: np.ndarray, labels: list[str]) -> dict[str, int]:
     return {label: int(np.sum(predicted == i)) for i, label in enumerate(labels)}
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def report_name(folder: Path) -> str:

@@ -26,7 +26,7 @@ from convert.artifacts import (
 )
 from convert.brought import load_brought
 from convert.config import DEFAULT_INPUT_SIZE, ConvertOptions
-from convert.data import Prepared, prepare_data, skipped_listing
+from convert.data import SKIPPED_LISTED, Prepared, prepare_data, skipped_listing
 from convert.float_model import FloatModel, brought_float_model, runtime_metadata, train_float_model
 from convert.progress import progress
 from convert.schema import (
@@ -47,8 +47,6 @@ from convert.tflite.gate import QuantizeOutcome, quantize_and_check
 from runtime.cli import signals_deferred
 
 log = logging.getLogger(__name__)
-
-SKIPPED_LISTED = 20  # skipped files named per split in metadata.json (all of them are counted)
 
 
 def _versions() -> dict:
