@@ -89,9 +89,12 @@ def _cpu_model() -> str:
 
 
 def run_bench(artifacts: Path, runs: int) -> dict:
+    from runtime.metadata import read_metadata
+
     for _, artifact, _ in CASES:
         if not (artifacts / artifact).is_file():
             raise ToolkitError(f"{artifacts / artifact}: missing; run `make convert OUT={artifacts}` first")
+    spec = read_metadata(artifacts).input
     results = {}
     for name, artifact, threads in CASES:
         command = [sys.executable, "-m", "convert.bench", "--artifacts", str(artifacts), "--runs", str(runs),
@@ -113,7 +116,7 @@ def run_bench(artifacts: Path, runs: int) -> dict:
     return {
         "machine": {"processor": _cpu_model(), "cpus": os.cpu_count(),
                     "python": platform.python_version(), "platform": platform.platform()},
-        "input": "one 224x224 test image, batch 1",
+        "input": f"one {spec.height}x{spec.width} test image, batch 1",
         "results": results,
         "ratios": ratios,
     }

@@ -180,6 +180,14 @@ def test_end_to_end_cli_is_deterministic(shared_data, tmp_path, capsys):
     metadata["provenance"].pop("versions")  # the installed packages, not the converter's
     assert _key_tree(metadata) == json.loads(GOLDEN_KEYS.read_text())
 
+    # make bench on the same artifacts: every case measured in its own process, at the model's input size.
+    from convert.bench import CASES, run_bench
+
+    bench = run_bench(a, runs=2)
+    assert set(bench["results"]) == {name for name, _, _ in CASES} and bench["input"].startswith("one 32x32 ")
+    assert all(case["latency_ms_median"] > 0 and case["runs"] == 2 for case in bench["results"].values())
+    assert bench["ratios"]["int8_vs_float_tflite_size"] < 0.5  # int8 weights: a quarter of float's, plus the graph
+
 
 def _key_tree(value):
     """The keys of a JSON value, nested; a list of objects by its first item's keys."""
