@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from convert.artifacts import rejected_path
-from convert.schema import BENCH_FILE, FLOAT_TFLITE_FILE, INT8_TFLITE_FILE
+from convert.schema import BENCH_FILE, DRIFT_JSON_FILE, FLOAT_TFLITE_FILE, INT8_TFLITE_FILE
 from runtime.argtypes import OneLineParser, positive_int
 
 FORMS = (  # (row name, flags of python -m convert after --data)
@@ -63,14 +63,20 @@ def _markdown(report: dict) -> str:
     lines = [f"Measured by `python -m scripts.brought_table` on {machine.get('processor', '?')} "
              f"({machine.get('cpus', '?')} CPUs); {report['max_test_per_class']} test images per class, "
              f"{report['calibration']} calibration images. Latency: median of one image, float / int8 TFLite.", "",
-             "| form | read as | input | float acc | int8 acc | agreement | verdict | float ops left | "
-             "float / int8 TFLite | latency 1 thread | latency 2 threads |",
+             "| form | read as | input | float acc | int8 acc | agreement: full int8 -> after the fix | verdict | "
+             "float ops left | float / int8 TFLite | latency 1 thread | latency 2 threads |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
         metadata, bench = row["metadata"], row["bench"]
         results, provenance = metadata["results"], metadata["provenance"]
-        models = metadata["models"]
-        size = f"{models[FLOAT_TFLITE_FILE]['bytes'] / 1e6:.1f} / {models[INT8_TFLITE_FILE]['bytes'] / 1e6:.1f} MB"
+        fix = json.loads((Path(row["out"]) / DRIFT_JSON_FILE).read_text())["fix"] or {}
+        before = fix.get("test_top1_agreement_before", results["top1_agreement"])
+        after = fix.get("test_top1_agreement_after")
+        agreement = f"{before:.2%} -> " + (f"{after:.2%}" if after is not None else "no fix chosen")
+        if not fix:
+            agreement = f"{before:.2%}"
+        models, artifacts = metadata["models"], metadata["artifacts"]
+        size = f"{artifacts[FLOAT_TFLITE_FILE]['bytes'] / 1e6:.1f} / {artifacts[INT8_TFLITE_FILE]['bytes'] / 1e6:.1f} MB"
 
         def latency(threads: int) -> str:
             if not bench:
@@ -82,7 +88,7 @@ def _markdown(report: dict) -> str:
         lines.append(
             f"| {row['form']} | {provenance.get('model_format') or '-'} | {metadata['input']['height']}, "
             f"{provenance.get('preprocess')} | {results['accuracy_float']:.2%} | {results['accuracy_int8']:.2%} | "
-            f"{results['top1_agreement']:.2%} | {results['verdict']} | "
+            f"{agreement} | {results['verdict']} | "
             f"{len(models[INT8_TFLITE_FILE]['float_ops'])} | {size} | {latency(1)} | {latency(2)} |")
     return "\n".join(lines) + "\n"
 
