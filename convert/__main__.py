@@ -73,6 +73,8 @@ def _labels(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every flag of ``python -m convert``, each validated where it is parsed (one flat list, longer than 60
+    lines because there are that many flags: splitting it would only scatter them)."""
     parser = OneLineParser(
         prog="python -m convert",
         description="Train a head on a VGG backbone, quantize VGG + head to full-integer int8 TFLite, "

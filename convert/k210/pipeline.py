@@ -180,15 +180,7 @@ def run(options: KmodelOptions) -> dict:
     started_all = time.perf_counter()
     artifacts = Path(options.artifacts)
     teacher_path = artifacts / KERAS_FILE
-    if not teacher_path.is_file():
-        raise ToolkitError(f"{teacher_path}: no float model; run `make convert` first (make kmodel starts from it)")
-    metadata, conversion = read_conversion(artifacts)
-    brought = conversion.provenance.head in BROUGHT_HEADS
-    plan = choose_plan(options, len(metadata.labels), student_shape(conversion.provenance),
-                       metadata.input.height if brought else None)
-    plan = replace(plan, normalization=metadata.in_model_normalization if brought else "caffe")
-    toolchain_python(options.toolchain)  # fail before the long part if nncase is not there
-    log.info(plan.summary())
+    metadata, conversion, plan, brought = _plan_from_artifacts(options, teacher_path)
 
     started = time.perf_counter()
     inputs = load_inputs(options, conversion.provenance, plan.input_size, metadata.input.height,
@@ -235,6 +227,21 @@ def run(options: KmodelOptions) -> dict:
     report["timings_s"] = {**options.timings_s, "total": round(time.perf_counter() - started_all, 1)}
     write_report(artifacts, report, metadata.labels)
     return report
+
+
+def _plan_from_artifacts(options: KmodelOptions, teacher_path: Path):
+    """Step 1: ``make convert``'s metadata read, the variant planned for it, the toolchain checked; nothing
+    loaded yet, so that bad input fails in seconds. Returns (metadata, conversion, plan, brought)."""
+    if not teacher_path.is_file():
+        raise ToolkitError(f"{teacher_path}: no float model; run `make convert` first (make kmodel starts from it)")
+    metadata, conversion = read_conversion(teacher_path.parent)
+    brought = conversion.provenance.head in BROUGHT_HEADS
+    plan = choose_plan(options, len(metadata.labels), student_shape(conversion.provenance),
+                       metadata.input.height if brought else None)
+    plan = replace(plan, normalization=metadata.in_model_normalization if brought else "caffe")
+    toolchain_python(options.toolchain)  # fail before the long part if nncase is not there
+    log.info(plan.summary())
+    return metadata, conversion, plan, brought
 
 
 def _export_and_compile(student, inputs: Inputs, kmodel_input: KmodelInput, labels: list[str],
