@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from convert.artifacts import rejected_path
-from convert.schema import BENCH_FILE, DRIFT_JSON_FILE, FLOAT_TFLITE_FILE, INT8_TFLITE_FILE
+from convert.schema import BENCH_FILE, DRIFT_JSON_FILE, FLOAT_TFLITE_FILE, INT8_TFLITE_FILE, METADATA_FILE
 from runtime.argtypes import OneLineParser, positive_int
 
 FORMS = (  # (row name, flags of python -m convert after --data)
@@ -48,12 +48,13 @@ def measure(data: Path, work: Path, max_train: int, max_test: int, calib: int, r
                      str(max_test), "--calib", str(calib), "--out", str(out),
                      *[flag.format(models=models) for flag in flags]], log)
         done = out if code == 0 else rejected_path(out)
-        if not (done / "metadata.json").is_file():
+        if not (done / METADATA_FILE).is_file():
             raise SystemExit(f"python -m convert failed on {name} (exit {code}); see {log}")
         bench_code = _run([python, "-m", "convert.bench", "--artifacts", str(done), "--runs", str(runs)], log)
-        metadata = json.loads((done / "metadata.json").read_text())
+        metadata = json.loads((done / METADATA_FILE).read_text())
+        fix = json.loads((done / DRIFT_JSON_FILE).read_text())["fix"]
         bench = json.loads((done / BENCH_FILE).read_text()) if bench_code == 0 else None
-        rows.append({"form": name, "exit": code, "out": str(done), "metadata": metadata, "bench": bench})
+        rows.append({"form": name, "exit": code, "out": str(done), "metadata": metadata, "fix": fix, "bench": bench})
     return {"data": str(data), "max_train_per_class": max_train, "max_test_per_class": max_test,
             "calibration": calib, "rows": rows}
 
@@ -69,12 +70,13 @@ def _markdown(report: dict) -> str:
     for row in report["rows"]:
         metadata, bench = row["metadata"], row["bench"]
         results, provenance = metadata["results"], metadata["provenance"]
-        fix = json.loads((Path(row["out"]) / DRIFT_JSON_FILE).read_text())["fix"] or {}
-        before = fix.get("test_top1_agreement_before", results["top1_agreement"])
-        after = fix.get("test_top1_agreement_after")
-        agreement = f"{before:.2%} -> " + (f"{after:.2%}" if after is not None else "no fix chosen")
-        if not fix:
-            agreement = f"{before:.2%}"
+        fix = row["fix"]
+        if fix is None:  # the gate passed the full-integer model
+            agreement = f"{results['top1_agreement']:.2%}"
+        else:
+            after = fix.get("test_top1_agreement_after")
+            agreement = (f"{fix['test_top1_agreement_before']:.2%} -> "
+                         + (f"{after:.2%}" if after is not None else "no fix chosen"))
         models, artifacts = metadata["models"], metadata["artifacts"]
         size = f"{artifacts[FLOAT_TFLITE_FILE]['bytes'] / 1e6:.1f} / {artifacts[INT8_TFLITE_FILE]['bytes'] / 1e6:.1f} MB"
 
@@ -83,7 +85,7 @@ def _markdown(report: dict) -> str:
                 return "not measured"
             f = bench["results"][f"tflite_float_{threads}t"]["latency_ms_median"]
             i = bench["results"][f"tflite_int8_{threads}t"]["latency_ms_median"]
-            return f"{f:.0f} / {i:.0f} ms ({i / f:.2f})"
+            return f"{f:.0f} / {i:.0f} ms ({bench['ratios'][f'int8_vs_float_tflite_latency_{threads}t']:.2f})"
 
         lines.append(
             f"| {row['form']} | {provenance.get('model_format') or '-'} | {metadata['input']['height']}, "
