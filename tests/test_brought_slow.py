@@ -17,6 +17,7 @@ BUDGET = 0.995
 
 def test_a_keras2_tutorial_vgg16_converts_to_int8_within_the_budget(shared_data, tmp_path, capsys):
     from convert.__main__ import main
+    from convert.artifacts import rejected_path
     from scripts.tutorial_models import whole_model
 
     made = whole_model(shared_data, tmp_path / "models", max_train=TRAIN_PER_CLASS)
@@ -27,7 +28,7 @@ def test_a_keras2_tutorial_vgg16_converts_to_int8_within_the_budget(shared_data,
                  "--calib", "50", "--float-tflite-eval", "20", "--out", str(out)])
     summary = capsys.readouterr().out
     print(summary)
-    out = out if code == 0 else tmp_path / "out.rejected"  # a failed gate keeps its artifacts there
+    out = out if code == 0 else rejected_path(out)  # a failed gate keeps its artifacts there
     metadata = json.loads((out / "metadata.json").read_text())
     results, provenance = metadata["results"], metadata["provenance"]
     print(json.dumps({"made": made, "results": results}, indent=1))

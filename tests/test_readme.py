@@ -54,15 +54,17 @@ def test_every_python_module_and_flag_the_docs_name_exists():
     library's) and every flag written after it is one its argument parser defines."""
     import importlib.util
 
-    commands = 0
+    commands, sources_of = 0, {}
     for name, text in _doc_text().items():
         for module, rest in re.findall(r"python3? -m ([A-Za-z_][\w.]*)([^`\n]*)", text):
             spec = importlib.util.find_spec(module)
             assert spec is not None, f"{name}: `python -m {module}` is not a module"
             if not spec.origin or not spec.origin.startswith(str(ROOT)):
                 continue  # venv, pip, pytest: not ours
-            package = ROOT / module.split(".")[0]
-            sources = "\n".join(p.read_text(encoding="utf-8") for p in package.rglob("*.py"))
+            package = module.split(".")[0]
+            if package not in sources_of:  # read each package once, not once per command
+                sources_of[package] = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / package).rglob("*.py"))
+            sources = sources_of[package]
             for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", rest.split("#", 1)[0]):
                 assert f'"{flag}"' in sources or flag == "--help", f"{name}: `python -m {module} ... {flag}`: no such flag"
             commands += 1
