@@ -24,6 +24,8 @@ IMAGES ?=
 ARCH ?=
 # Extra pytest arguments, e.g. PYTEST_ARGS="-k drift -x".
 PYTEST_ARGS ?=
+# make test's pytest-xdist workers (0: one process, no workers).
+TEST_JOBS ?= 2
 # The camera loop: extra flags for `python -m runtime` (see `make camera-help`), e.g. CAMERA_ARGS="--serve 127.0.0.1:8080".
 CAMERA_ARGS ?=
 # The stand-in camera: a short video built from the shared test photos.
@@ -60,7 +62,7 @@ convert: $(STAMP)  ## train (or bring: MODEL / HEAD_MODEL + PREPROCESS), quantiz
 test: $(STAMP)  ## the whole suite: fast unit tests and the slow real-VGG16 drift tests (builds the K210 toolchain too)
 	@# Without the toolchain the nncase tests skip and say why (.k210/unavailable); the suite still runs.
 	-@K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
-	K210_DIR="$(abspath $(K210_DIR))" $(PY) -m pytest $(PYTEST_ARGS)
+	K210_DIR="$(abspath $(K210_DIR))" $(PY) -m pytest -n $(TEST_JOBS) --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## unit tests only (seconds)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)

@@ -18,6 +18,12 @@ def pytest_configure(config):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def pytest_collection_modifyitems(config, items):
+    """The slow tests first, in file order: on `make test`'s workers (pytest-xdist) the long ones start at once
+    and the run ends on short tests, not on one worker finishing a five-minute test while the other idles."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def write_image(path: Path, rgb: tuple[int, int, int], size=(40, 30), seed=0, fmt=None) -> Path:
     """A noisy solid-colour image: classes differ by colour, images within a class by noise."""
     rng = np.random.default_rng(seed)

@@ -64,6 +64,9 @@ def _float_model(hed, model, tail, description):
                       predict_batched(tail, hed["train_b4"][validation]), description)
 
 
+# The tests that use the session fixture ``hed`` run on one pytest-xdist worker (--dist loadgroup), so that
+# its three minutes of features are computed once, not once per worker.
+@pytest.mark.xdist_group("hed")
 def test_default_head_survives_full_int8(hed, tmp_path):
     """The default pipeline's float model (block4-conv head, quantization-aware) through the drift gate."""
     from convert.float_model import train_float_model
@@ -102,6 +105,7 @@ def _fragile_head(train_b5_pooled: np.ndarray, labels: np.ndarray):
     return head
 
 
+@pytest.mark.xdist_group("hed")
 def test_fragile_head_is_caught_blamed_and_fixed(hed, tmp_path):
     import keras
 
