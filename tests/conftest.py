@@ -19,8 +19,9 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The slow tests first, in file order: on `make test`'s workers (pytest-xdist) the long ones start at once
-    and the run ends on short tests, not on one worker finishing a five-minute test while the other idles."""
+    """The slow tests first, in file order: on `make test`'s workers (pytest-xdist, one file per worker at a
+    time) the long files start at once and the run ends on short ones, not on one worker finishing a
+    ten-minute file while the other idles."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
