@@ -62,9 +62,9 @@ convert: $(STAMP)  ## train (or bring: MODEL / HEAD_MODEL + PREPROCESS), quantiz
 test: $(STAMP)  ## the whole suite: fast unit tests and the slow real-VGG16 drift tests (builds the K210 toolchain too)
 	@# Without the toolchain the nncase tests skip and say why (.k210/unavailable); the suite still runs.
 	-@K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
-	@# --dist loadfile: a file's tests share a worker (and its session fixtures); --no-loadscope-reorder keeps
-	@# the order tests/conftest.py gives (slow files first). Not loadgroup: with pytest 9.2 it silently stops
-	@# grouping (pytest-dev/pytest-xdist#1386).
+	@# --dist loadfile: a file's tests share a worker (and its module fixtures); --no-loadscope-reorder keeps
+	@# the order tests/conftest.py gives (the longest slow files first). Not loadgroup: with pytest 9.2 it
+	@# silently stops grouping (pytest-dev/pytest-xdist#1386).
 	K210_DIR="$(abspath $(K210_DIR))" $(PY) -m pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## unit tests only (seconds)

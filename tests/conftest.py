@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +21,39 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """The slow tests first, in file order: on `make test`'s workers (pytest-xdist, one file per worker at a
-    time) the long files start at once and the run ends on short ones, not on one worker finishing a
-    ten-minute file while the other idles."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The slow files first, the longest first (by their tests' ``slow(seconds=N)``, measured alone), then
+    the rest in file order: on `make test`'s workers (pytest-xdist, a file per worker at a time) the long
+    files start at once and the run ends on short ones, not on one worker finishing a long file alone."""
+    def file_of(item) -> str:
+        return item.nodeid.split("::")[0]
+
+    seconds: dict[str, float] = {}
+    for item in items:
+        if (mark := item.get_closest_marker("slow")) is not None:
+            seconds[file_of(item)] = seconds.get(file_of(item), 0.0) + mark.kwargs.get("seconds", 0.0)
+    rank = {path: i for i, path in enumerate(sorted(seconds, key=lambda path: -seconds[path]))}
+    items.sort(key=lambda item: rank.get(file_of(item), len(rank)))
+
+
+def computed_once(tmp_path_factory, name: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Arrays that a session fixture computes once per test run, shared by `make test`'s pytest-xdist
+    workers: the first worker to ask computes them under a lock and saves them in the run's own temporary
+    folder (new each run, so nothing carries over to the next); the others wait and load them. Without
+    workers they are computed in the process."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return compute()
+    root = tmp_path_factory.getbasetemp().parent  # this run's folder, shared by its workers
+    path = root / f"{name}.npz"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not path.is_file():
+            arrays = compute()
+            partial = root / f".{name}.partial.npz"
+            np.savez(partial, **arrays)
+            partial.replace(path)
+            return arrays
+    with np.load(path) as saved:
+        return {key: saved[key] for key in saved.files}
 
 
 def write_image(path: Path, rgb: tuple[int, int, int], size=(40, 30), seed=0, fmt=None) -> Path:

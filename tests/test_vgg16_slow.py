@@ -1,5 +1,6 @@
 """The converter end to end on the shared photos: the CLI's artifacts and their determinism, VGG16's own
-ImageNet top, VGG19 from a weights file. The drift gate on the real VGG16 is in test_vgg16_gate_slow.py."""
+ImageNet top, VGG19 from a weights file. The drift gate on the real VGG16 is tested in
+tests/tflite/test_gate_vgg16_*_slow.py."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.slow
 GOLDEN_KEYS = Path(__file__).with_name("golden") / "metadata_keys.json"
 
 
+@pytest.mark.slow(seconds=60)  # measured alone
 def test_end_to_end_cli_is_deterministic(shared_data, tmp_path, capsys):
     from convert.__main__ import main
 
@@ -69,6 +71,7 @@ def _key_tree(value):
     return None
 
 
+@pytest.mark.slow(seconds=156)
 def test_imagenet_head_pipeline_with_seeded_random_weights(shared_data, tmp_path, capsys, monkeypatch):
     """The 1000-class VGG16 top, converted the same way with its offline fallback: seeded random weights.
     This checks the pipeline (shapes, int8 ops, top-5 metadata), not predictions. The download is made to
@@ -98,6 +101,7 @@ def test_imagenet_head_pipeline_with_seeded_random_weights(shared_data, tmp_path
     assert "ImageNet vgg16 weights unreachable (URL fetch failure: offline" in out and "seeded random weights" in out
 
 
+@pytest.mark.slow(seconds=44)
 def test_vgg19_from_a_weights_file(shared_data, tmp_path, capsys):
     """--arch vgg19 with --weights PATH (offline there are no VGG19 weights to download), block5 fine-tuned:
     VGG19's block5 has four convs, which the tail must follow."""

@@ -28,6 +28,7 @@ MIN_AGREEMENT = 0.95
 MAX_PROB_DIFF = 0.1
 
 
+@pytest.mark.slow(seconds=226)  # measured alone
 def test_k210_variant_compiles_and_the_simulator_agrees_with_float(toolchain, shared_data, tmp_path):
     import keras
 
@@ -86,6 +87,7 @@ def test_k210_variant_compiles_and_the_simulator_agrees_with_float(toolchain, sh
     assert result["max_abs_prob_diff"] <= MAX_PROB_DIFF
 
 
+@pytest.mark.slow(seconds=57)
 def test_make_kmodel_end_to_end_on_a_small_run(toolchain, shared_data, tmp_path, capsys):
     """`python -m convert.k210` on a small `make convert` output: every step and artifact, not the accuracy."""
     import json
