@@ -35,14 +35,15 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: rank.get(file_of(item), len(rank)))
 
 
-def computed_once(tmp_path_factory, name: str, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def computed_once(tmp_path_factory, name: str, compute: Callable[[], dict[str, np.ndarray]],
+                  root: Path | None = None) -> dict[str, np.ndarray]:
     """Arrays that a session fixture computes once per test run, shared by `make test`'s pytest-xdist
-    workers: the first worker to ask computes them under a lock and saves them in the run's own temporary
-    folder (new each run, so nothing carries over to the next); the others wait and load them. Without
-    workers they are computed in the process."""
+    workers: the first worker to ask computes them under a lock and saves them in ``root``, by default the
+    run's own temporary folder (new each run, so nothing carries over to the next); the others wait and load
+    them. Without workers they are computed in the process."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return compute()
-    root = tmp_path_factory.getbasetemp().parent  # this run's folder, shared by its workers
+    root = root or tmp_path_factory.getbasetemp().parent  # under xdist: this run's folder, shared by its workers
     path = root / f"{name}.npz"
     with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
