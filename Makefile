@@ -68,7 +68,7 @@ test: $(STAMP)  ## the whole suite: fast unit tests and the slow real-VGG16 drif
 	K210_DIR="$(abspath $(K210_DIR))" $(PY) -m pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## unit tests only (seconds)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 drift: $(STAMP)  ## float vs int8 of OUT on your own photos: IMAGES=folder (class subfolders: accuracies too)
 	@test -n "$(IMAGES)" || { echo "make drift: set IMAGES=folder (images, or class subfolders named as the labels)" >&2; exit 2; }
