@@ -26,6 +26,10 @@ ARCH ?=
 PYTEST_ARGS ?=
 # make test's pytest-xdist workers (0: one process, no workers).
 TEST_JOBS ?= 2
+# --dist loadfile: a file's tests share a worker (and its module fixtures); --no-loadscope-reorder keeps the
+# order tests/conftest.py gives (the longest slow files first). Not loadgroup: with pytest 9.2 it silently
+# stops grouping (pytest-dev/pytest-xdist#1386).
+XDIST_ARGS = -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
 # The camera loop: extra flags for `python -m runtime` (see `make camera-help`), e.g. CAMERA_ARGS="--serve 127.0.0.1:8080".
 CAMERA_ARGS ?=
 # The stand-in camera: a short video built from the shared test photos.
@@ -62,13 +66,10 @@ convert: $(STAMP)  ## train (or bring: MODEL / HEAD_MODEL + PREPROCESS), quantiz
 test: $(STAMP)  ## the whole suite: fast unit tests and the slow real-VGG16 drift tests (builds the K210 toolchain too)
 	@# Without the toolchain the nncase tests skip and say why (.k210/unavailable); the suite still runs.
 	-@K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
-	@# --dist loadfile: a file's tests share a worker (and its module fixtures); --no-loadscope-reorder keeps
-	@# the order tests/conftest.py gives (the longest slow files first). Not loadgroup: with pytest 9.2 it
-	@# silently stops grouping (pytest-dev/pytest-xdist#1386).
-	K210_DIR="$(abspath $(K210_DIR))" $(PY) -m pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	K210_DIR="$(abspath $(K210_DIR))" $(PY) -m pytest $(XDIST_ARGS) $(PYTEST_ARGS)
 
-test-fast: $(STAMP)  ## unit tests only (seconds)
-	$(PY) -m pytest -m "not slow" -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+test-fast: $(STAMP)  ## unit tests only (about 4 minutes here)
+	$(PY) -m pytest -m "not slow" $(XDIST_ARGS) $(PYTEST_ARGS)
 
 drift: $(STAMP)  ## float vs int8 of OUT on your own photos: IMAGES=folder (class subfolders: accuracies too)
 	@test -n "$(IMAGES)" || { echo "make drift: set IMAGES=folder (images, or class subfolders named as the labels)" >&2; exit 2; }
