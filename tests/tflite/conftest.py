@@ -55,13 +55,11 @@ def tiny_model():
 # The real VGG16 on the shared photos (test_gate_vgg16_*_slow.py)
 TRAIN_PER_CLASS = 200
 TEST_PER_CLASS = 100  # 200 test images: the floor for the slow drift tests
-CALIBRATION = 100
+CALIBRATION = 50  # 100 before 2026-12-02: halved for the suite's budget (one calibration is ~0.35 s an image)
 BUDGET = 0.995  # top-1 agreement, the converter's default budget
 # Accuracy of int8 may differ from float by the disagreements alone; at 99.5% agreement on 200 images
 # that is at most 1 image = 0.5 points.
 MAX_ACCURACY_DROP = 0.005
-# The float fallback on the fragile head must bring agreement at least this far back (from ~50%).
-FRAGILE_FIX_FLOOR = 0.98
 
 
 @pytest.fixture(scope="session")

@@ -4,13 +4,14 @@ dense layer and leaves the blamed ops in float."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from convert.config import FixMode
 from convert.tflite.gate import quantize_and_check
-from tests.tflite.conftest import BUDGET, FRAGILE_FIX_FLOOR, hed_float_model
+from tests.tflite.conftest import BUDGET, hed_float_model
 
 pytestmark = pytest.mark.slow(seconds=280)  # measured alone, the shared features computed
 
@@ -47,11 +48,10 @@ def test_fragile_head_is_caught_blamed_and_fixed(hed, tmp_path):
     tail = keras.Model(b4, head(block5(b4)))
     model = assemble(hed["backbone"], head, 224)
     float_model = hed_float_model(hed, model, tail, {"arch": "vgg16", "head": "fragile", "weights": "hed"})
-    options = hed["options"]
+    options = replace(hed["options"], fix=FixMode.AUTO)
 
     # One gated run in the pipeline's own mode: it measures the full-integer model (the gate fails), blames
     # a layer, and fixes; the report keeps the full-integer model's test agreement beside the fixed one's.
-    options.fix = FixMode.AUTO
     fixed = quantize_and_check(float_model, hed["prepared"], hed["calibration"], options, tmp_path, tmp_path)
     fix = fixed.report["fix"]
     before, after = fix["test_top1_agreement_before"], fixed.report["test"]["top1_agreement"]
@@ -60,13 +60,13 @@ def test_fragile_head_is_caught_blamed_and_fixed(hed, tmp_path):
     blamed = fix["blamed"]
     assert blamed["op"] == "FULLY_CONNECTED" and "predictions" in blamed["layer"]
     assert blamed["rmse_over_scale"] > 5 * fixed.report["layers"][1]["rmse_over_scale"]
-    # Measured here: 46.5% -> 99.0% with 8 ops (block4_conv3 .. the dense head) left in float. The set
-    # passes the budget on the 200 held-out images it was chosen on, and on the 200 test images it never
-    # saw it repairs most of the damage but misses the budget by one image: the gate says FAIL and why.
-    # (The int8 kernels are exact on every x86 CPU; the float ops differ in the last bits at most.)
+    # Measured here (50 calibration images): 46.5% -> 100.0% with 4 ops (the dense head, the average pool,
+    # block5_pool, block5_conv3) left in float, a set chosen on the 200 held-out images (99.5% on them) that
+    # holds on the 200 test images it never saw: the gate passes with the float fallback. (With 100
+    # calibration images, before 2026-12-02, 8 ops were needed and the test set missed the budget by one image.)
+    # The int8 kernels are exact on every x86 CPU; the float ops differ in the last bits at most.
     assert fix["float_ops"] and fix["bytes_after"] > fix["bytes_before"]
-    assert after == fix["test_top1_agreement_after"] and BUDGET > after >= FRAGILE_FIX_FLOOR > before
-    assert not fixed.passed and fixed.report["verdict"] == "FAIL"
-    assert "still below it" in fix["summary"]
+    assert after == fix["test_top1_agreement_after"] >= BUDGET > before
+    assert fixed.passed and fixed.report["verdict"] == "PASS with float fallback"
     report_md = (tmp_path / "drift_report.md").read_text()
     assert "Automatic fix" in report_md and f"full-integer model: {before:.2%}; after the fix: {after:.2%}" in report_md
