@@ -41,8 +41,17 @@ K210_DIR ?= .k210
 K210_ROUTE ?= auto
 # Extra flags for `python -m convert.k210` (make kmodel), e.g. KMODEL_ARGS="--width 0.5 --input-size 160".
 KMODEL_ARGS ?=
+# The K210 firmware (make firmware / flash / kmodel-riscv-check): the board (kflash's -B name), its serial
+# port, SRAM=1 to load without writing the flash, N test images for the RISC-V check, the bare-metal
+# toolchain and build folder, and the upstream sources (fetched at their pinned commits when absent).
+BOARD ?= dan
+PORT ?=
+SRAM ?=
+N ?= 20
+FIRMWARE_CACHE ?= $(K210_DIR)/firmware
+K210_VENDOR ?= ../shared/vendor/k210
 
-.PHONY: help venv convert drift test test-fast bench bench-runtime camera camera-help demo-video k210-toolchain kmodel kmodel-report clean
+.PHONY: help venv convert drift test test-fast bench bench-runtime camera camera-help demo-video k210-toolchain kmodel kmodel-report firmware-toolchain firmware flash kmodel-riscv-check clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -63,10 +72,12 @@ convert: $(STAMP)  ## train (or bring: MODEL / HEAD_MODEL + PREPROCESS), quantiz
 		$(if $(PREPROCESS),--preprocess $(PREPROCESS)) $(if $(OUTPUT),--output $(OUTPUT)) \
 		$(if $(LABELS),--labels "$(LABELS)") $(ARGS)
 
-test: $(STAMP)  ## the whole suite: fast unit tests and the slow real-VGG16 drift tests (builds the K210 toolchain too)
+test: $(STAMP)  ## the whole suite: fast unit tests and the slow real-VGG16 drift tests (builds the K210 and firmware toolchains too)
 	@# Without the toolchain the nncase tests skip and say why (.k210/unavailable); the suite still runs.
 	-@K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
-	K210_DIR="$(abspath $(K210_DIR))" $(PY) -m pytest $(XDIST_ARGS) $(PYTEST_ARGS)
+	@# Likewise the firmware tests without the bare-metal toolchain ($(FIRMWARE_CACHE)/unavailable).
+	-@scripts/k210_firmware_toolchain.sh "$(FIRMWARE_CACHE)"
+	K210_DIR="$(abspath $(K210_DIR))" FIRMWARE_CACHE="$(abspath $(FIRMWARE_CACHE))" $(PY) -m pytest $(XDIST_ARGS) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## unit tests only (about 4 minutes here)
 	$(PY) -m pytest -m "not slow" $(XDIST_ARGS) $(PYTEST_ARGS)
@@ -104,6 +115,24 @@ kmodel-report: $(STAMP)  ## K210: the kmodel in nncase's simulator on all test i
 	@test -f "$(OUT)/model_k210.kmodel" || $(MAKE) kmodel
 	K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
 	$(PY) -m convert.k210.report --artifacts "$(OUT)" --toolchain "$(K210_DIR)"
+
+firmware-toolchain:  ## K210 firmware: Debian's riscv64-unknown-elf GCC, picolibc, cmake, ninja, qemu (apt-get), libstdc++ built once -> FIRMWARE_CACHE
+	scripts/k210_firmware_toolchain.sh "$(FIRMWARE_CACHE)"
+
+firmware: $(STAMP) firmware-toolchain  ## K210: OUT's kmodel + nncase 1.9 runtime + SDK -> OUT/k210_firmware/vgg_edge.{elf,bin,map}, sizes in k210_report (BOARD)
+	@test -f "$(OUT)/model_k210.kmodel" || { echo "make firmware: no $(OUT)/model_k210.kmodel; run make kmodel first" >&2; exit 2; }
+	K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
+	$(PY) -m convert.k210.firmware --artifacts "$(OUT)" --board $(BOARD) --cache "$(FIRMWARE_CACHE)" \
+		--toolchain "$(K210_DIR)" $(if $(wildcard $(K210_VENDOR)),--vendor "$(K210_VENDOR)")
+
+flash: $(STAMP)  ## K210: write OUT/k210_firmware/vgg_edge.bin to the board with kflash (PORT=/dev/ttyUSB0, BOARD; SRAM=1: load and run without writing the flash)
+	$(PY) -m convert.k210.flash --artifacts "$(OUT)" $(if $(PORT),--port "$(PORT)") --board $(BOARD) $(if $(SRAM),--sram)
+
+kmodel-riscv-check: $(STAMP) firmware-toolchain  ## K210: the firmware's nncase runtime on RISC-V (qemu virt, software KPU) vs nncase's simulator on N test images -> OUT/k210_riscv_check.json
+	@test -f "$(OUT)/model_k210.kmodel" || { echo "make kmodel-riscv-check: no $(OUT)/model_k210.kmodel; run make kmodel first" >&2; exit 2; }
+	K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
+	$(PY) -m convert.k210.riscv_check --artifacts "$(OUT)" -n $(N) --cache "$(FIRMWARE_CACHE)" \
+		--toolchain "$(K210_DIR)" $(if $(wildcard $(K210_VENDOR)),--vendor "$(K210_VENDOR)")
 
 k210-toolchain:  ## nncase 1.9 for the K210 in a CPython 3.8-3.10 venv, else a debootstrap bullseye root -> .k210/python
 	K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)

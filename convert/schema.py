@@ -42,7 +42,7 @@ K210_FLOAT_TFLITE_FILE = "model_k210_float.tflite"
 K210_FLOAT_KERAS_FILE = "model_k210_float.keras"
 K210_REPORT_JSON = "k210_report.json"
 K210_REPORT_MD = "k210_report.md"
-K210_LABELS_HEADER = "k210_labels.h"  # for the board program (firmware_notes/k210_board/main.c)
+K210_LABELS_HEADER = "k210_labels.h"  # for the board program (firmware/k210/board/main.c)
 K210_WORK_DIR = "k210_work"  # nncase's job folders (compile log, simulator chunks)
 
 
@@ -201,15 +201,66 @@ class KmodelRecord:
 
 
 @dataclass
+class FirmwareRecord:
+    """The board image ``make firmware`` built (``k210_report.json``'s and ``metadata.json``'s ``firmware``).
+
+    Attributes:
+        board: The board it was built for (kflash's ``-B`` name).
+        elf: The ELF, relative to the artifacts folder (``k210_firmware/vgg_edge.elf``); the map beside it.
+        bin: The flashable raw image (``kflash`` writes it).
+        bin_bytes: Its size.
+        bin_sha256: Its SHA-256.
+        text_bytes: Code and read-only data (the kmodel is in it), from the ELF.
+        data_bytes: Initialized data.
+        bss_bytes: Zeroed data (the camera and input buffers).
+        heap_bytes: RAM left for the heap (the SDK linker script's ``_heap_end - _heap_start``), from which
+            nncase's runtime allocates its working memory at ``kpu_load_kmodel``.
+        ram_bytes: The K210's general SRAM the image must fit (6 MiB).
+        kmodel_sha256: The kmodel linked in.
+        nncase_runtime: The nncase runtime built into it.
+        sources: Upstream tree -> repository and commit.
+        selftest_image: The test photo the program runs first.
+        selftest_expected: nncase's simulator's scores for it, which the program prints beside its own.
+        build_s: Seconds the build took (a timing).
+    """
+
+    board: str
+    elf: str
+    bin: str
+    bin_bytes: int
+    bin_sha256: str
+    text_bytes: int
+    data_bytes: int
+    bss_bytes: int
+    heap_bytes: int
+    ram_bytes: int
+    kmodel_sha256: str
+    nncase_runtime: str
+    sources: dict[str, str]
+    selftest_image: str
+    selftest_expected: list[float]
+    build_s: float
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = K210_REPORT_JSON) -> "FirmwareRecord":
+        return cls(**_known(cls, data, "firmware", source))
+
+
+@dataclass
 class K210Record(KmodelRecord):
-    """``metadata.json``'s ``k210`` section: the kmodel, its plan in one line and its simulator results."""
+    """``metadata.json``'s ``k210`` section: the kmodel, its plan in one line, its simulator results and,
+    after ``make firmware``, the board image."""
 
     plan: str = ""
     results: dict[str, Any] = field(default_factory=dict)
+    firmware: FirmwareRecord | None = None
 
     @classmethod
     def from_dict(cls, data: Any, source: str = METADATA_FILE) -> "K210Record":
-        return cls(**_known(cls, data, "k210", source))
+        known = _known(cls, data, "k210", source)
+        if known.get("firmware") is not None:
+            known["firmware"] = FirmwareRecord.from_dict(known["firmware"], source)
+        return cls(**known)
 
 
 @dataclass

@@ -36,6 +36,7 @@ from convert.schema import (
     KMODEL_FILE,
     METADATA_FILE,
     ArtifactRecord,
+    FirmwareRecord,
     K210Record,
     KmodelRecord,
     ModelMetadata,
@@ -121,6 +122,15 @@ def float_test_scores(float_tflite: Path, labels: list[str], test_rgb: np.ndarra
     return run_classifier(float_tflite, meta, test_rgb, "K210 variant float TFLite on test", threads=threads)
 
 
+def simulated_positions(test_images: int, sim_images: int | None, seed: int) -> np.ndarray:
+    """Which test images a run on ``sim_images`` of them simulates (None = all): a seeded sample, sorted.
+    ``make kmodel-riscv-check`` takes the same ones."""
+    count = test_images if sim_images is None else min(sim_images, test_images)
+    if count < test_images:
+        return np.sort(np.random.default_rng(seed).permutation(test_images)[:count])
+    return np.arange(test_images)
+
+
 def measure(kmodel: Path, float_scores: np.ndarray, test_rgb: np.ndarray, test_labels: np.ndarray,
             kmodel_input: KmodelInput, sim_images: int | None, seed: int, work: Path, toolchain: Path,
             teacher_accuracy: float | None) -> dict:
@@ -132,11 +142,8 @@ def measure(kmodel: Path, float_scores: np.ndarray, test_rgb: np.ndarray, test_l
     from convert.tflite.drift import compare
 
     started = time.perf_counter()
-    count = len(test_rgb) if sim_images is None else min(sim_images, len(test_rgb))
-    if count < len(test_rgb):
-        chosen = np.sort(np.random.default_rng(seed).permutation(len(test_rgb))[:count])
-    else:
-        chosen = np.arange(len(test_rgb))
+    chosen = simulated_positions(len(test_rgb), sim_images, seed)
+    count = len(chosen)
     kmodel_scores = simulate_parallel(kmodel, test_rgb[chosen], kmodel_input, work, toolchain)
     everything = compare(float_scores, float_scores, test_labels)
     simulated = compare(float_scores[chosen], kmodel_scores, test_labels[chosen])
@@ -174,7 +181,9 @@ def write_report(artifacts: Path, report: dict, labels: list[str]) -> None:
     write_text_atomic(artifacts / K210_LABELS_HEADER, labels_header(labels, size, size))
     metadata, conversion = read_conversion(artifacts)
     kmodel = KmodelRecord.from_dict(report["kmodel"], str(artifacts / K210_REPORT_JSON))
-    conversion.k210 = K210Record(**asdict(kmodel), plan=report["plan"]["summary"], results=report["results"])
+    firmware = report.get("firmware")  # make firmware's image of this kmodel (make kmodel-report keeps it)
+    conversion.k210 = K210Record(**asdict(kmodel), plan=report["plan"]["summary"], results=report["results"],
+                                 firmware=None if firmware is None else FirmwareRecord.from_dict(firmware))
     for name in (KMODEL_FILE, K210_FLOAT_TFLITE_FILE):
         conversion.artifacts[name] = ArtifactRecord((artifacts / name).stat().st_size, sha256_file(artifacts / name))
     write_json_atomic(artifacts / METADATA_FILE, metadata_dict(metadata, conversion))

@@ -38,9 +38,9 @@ def test_paths_computed_from_the_module_file_point_into_the_repository():
     assert WORKER.is_file() and WORKER.parent == root / "convert" / "k210"
 
 
-@pytest.fixture(scope="session")
-def colour_conv_tflite(tmp_path_factory):
-    """A conv net that says which channel dominates: KPU-friendly (3x3 same convs, 2x2 max pool)."""
+def colour_conv_net(out):
+    """A conv net that says which channel dominates: KPU-friendly (3x3 same convs, 2x2 max pool), as float
+    TFLite in ``out``."""
     import keras
 
     from convert.tflite.export import ExportContext, Target, export
@@ -56,9 +56,13 @@ def colour_conv_tflite(tmp_path_factory):
     kernel[1, 1] = np.eye(3) / 255.0  # the centre tap passes each channel through, scaled to 0..1
     conv.set_weights([kernel, np.zeros(3, np.float32)])
     dense.set_weights([np.eye(3, dtype=np.float32) * 10.0, np.zeros(3, np.float32)])
-    out = tmp_path_factory.mktemp("k210_tiny")
     ctx = ExportContext(model=model, out_dir=out, work_dir=out)
     return export(ctx, [Target.TFLITE_FLOAT])[Target.TFLITE_FLOAT]
+
+
+@pytest.fixture(scope="session")
+def colour_conv_tflite(tmp_path_factory):
+    return colour_conv_net(tmp_path_factory.mktemp("k210_tiny"))
 
 
 def _frames(count=24):
