@@ -384,15 +384,20 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--artifacts", type=Path, required=True, help="OUT of make convert + make kmodel")
     parser.add_argument("--board", type=str, choices=BOARDS, default="dan", help="the board (kflash -B name)")
+    add_build_arguments(parser)
+    return parser
+
+
+def add_build_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags ``make firmware`` and ``make kmodel-riscv-check`` share: sources, build folder, toolchains."""
     parser.add_argument("--vendor", type=Path, default=None,
                         help="folder with kendryte-standalone-sdk/, nncase-1.9.0/, kendryte-standalone-demo/; "
                              "without it, or where a tree is missing, the pinned commits are fetched with git")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
                         help="the firmware toolchain folder (scripts/k210_firmware_toolchain.sh) and build")
     parser.add_argument("--toolchain", type=Path, default=DEFAULT_TOOLCHAIN,
-                        help="the nncase toolchain (make k210-toolchain), for the self-test's simulator scores")
+                        help="the nncase toolchain (make k210-toolchain), for the simulator's scores")
     parser.add_argument("--jobs", type=int, default=None, help="parallel compile jobs (default: Ninja's)")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

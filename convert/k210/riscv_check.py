@@ -23,9 +23,10 @@ import numpy as np
 from convert.k210.compile import DEFAULT_TOOLCHAIN, simulate_kmodel
 from convert.k210.firmware import (
     DEFAULT_CACHE,
+    add_build_arguments,
+    build_targets,
     check_kmodel,
     configure,
-    build_targets,
     libstdcxx_dir,
     resolve_sources,
     sample_test_inputs,
@@ -153,10 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--artifacts", type=Path, required=True, help="OUT of make convert + make kmodel")
     parser.add_argument("-n", "--images", type=int, default=20, help="test images to run on both")
-    parser.add_argument("--vendor", type=Path, default=None, help="the upstream sources (see make firmware)")
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="the firmware toolchain folder and build")
-    parser.add_argument("--toolchain", type=Path, default=DEFAULT_TOOLCHAIN, help="the nncase toolchain")
-    parser.add_argument("--jobs", type=int, default=None, help="parallel compile jobs (default: Ninja's)")
+    add_build_arguments(parser)
     return parser
 
 
