@@ -38,7 +38,6 @@ from convert.schema import (
     KMODEL_FILE,
     METADATA_FILE,
     FirmwareRecord,
-    KmodelRecord,
     metadata_dict,
     read_conversion,
 )
@@ -97,7 +96,7 @@ def kmodel_modules(kmodel: Path) -> list[str]:
     data = Path(kmodel).read_bytes()
     if len(data) < 32 or data[:4] != b"LDMK":
         raise ToolkitError(f"{kmodel}: not a kmodel (no KMDL header); rebuild it with `make kmodel`")
-    version, header_size, _, _, modules = np.frombuffer(data[4:24], "<u4")
+    version, _, _, _, modules = np.frombuffer(data[4:24], "<u4")  # version, header_size, flags, alignment
     if version != 5:
         raise ToolkitError(f"{kmodel}: kmodel version {version}, not 5 (nncase 1.x); rebuild it with `make kmodel`")
     types, offset = [], 32  # the runtime reads sizeof(model_header) = 32 bytes, then the modules
@@ -106,7 +105,6 @@ def kmodel_modules(kmodel: Path) -> list[str]:
             raise ToolkitError(f"{kmodel}: truncated kmodel (module header past the end); rebuild it with `make kmodel`")
         types.append(data[offset:offset + 16].split(b"\0")[0].decode("ascii", "replace"))
         offset += int(np.frombuffer(data[offset + 24:offset + 28], "<u4")[0])
-    del header_size
     return types
 
 
@@ -268,35 +266,22 @@ def elf_sizes(elf: Path) -> dict[str, int]:
 
 def sample_test_inputs(artifacts: Path, count: int):
     """``count`` test images of ``make kmodel``'s data set, the ones its simulator check on ``count`` images
-    takes, as the kmodel's uint8 input.
+    takes (the kmodel and data set checked as ``make kmodel-report`` checks them).
 
     Returns:
-        (file names relative to the data root, inputs (count, ...) uint8 in the kmodel's layout, the
-        KmodelInput, the decoded (count, H, W, 3) RGB images).
+        (file names relative to the data root, the decoded (count, H, W, 3) RGB images, the KmodelInput that
+        turns them into the kmodel's uint8 input, the KmodelRecord).
     """
-    from convert.k210.report import checked_dataset, decode_checked, simulated_positions
+    from convert.k210.report import checked_kmodel, decode_checked, simulated_positions
     from runtime.preprocess import InputSpec
 
-    artifacts = Path(artifacts)
-    report_path = artifacts / K210_REPORT_JSON
-    if not report_path.is_file() or not (artifacts / KMODEL_FILE).is_file():
-        raise ToolkitError(f"{artifacts}: no {KMODEL_FILE} with its {K210_REPORT_JSON}; run `make kmodel` first")
-    report = json.loads(report_path.read_text(encoding="utf-8"))
-    record = KmodelRecord.from_dict(report.get("kmodel"), str(report_path))
-    if sha256_file(artifacts / KMODEL_FILE) != record.sha256:
-        raise ToolkitError(f"{artifacts / KMODEL_FILE}: not the kmodel {K210_REPORT_JSON} describes (SHA-256 differs); "
-                           "rerun `make kmodel`")
-    metadata, conversion = read_conversion(artifacts)
-    options = report["options"]
-    dataset = checked_dataset(artifacts, conversion.provenance, options.get("data") or None, options.get("max_train"),
-                              options.get("max_test"), options.get("seed", 0))
-    positions = simulated_positions(len(dataset.test.paths), count, options.get("seed", 0))
+    report, record, metadata, dataset = checked_kmodel(artifacts)
+    positions = simulated_positions(len(dataset.test.paths), count, report["options"].get("seed", 0))
     paths = [dataset.test.paths[i] for i in positions]
     size = report["plan"]["input_size"]
     images = decode_checked(paths, InputSpec(size, size, metadata.input.resize), "decode test")
-    kmodel_input = KmodelInput(size, size, layout=record.input["layout"])
     names = [Path(p).relative_to(dataset.root).as_posix() for p in paths]
-    return names, kmodel_input.from_nhwc(images), kmodel_input, images
+    return names, images, KmodelInput(size, size, layout=record.input["layout"]), record
 
 
 def build(artifacts: Path, board: str = "dan", vendor: Path | None = None, cache: Path = DEFAULT_CACHE,
@@ -317,19 +302,19 @@ def build(artifacts: Path, board: str = "dan", vendor: Path | None = None, cache
     check_kmodel(kmodel)
     libstdcxx = libstdcxx_dir(cache)
     sources = resolve_sources(vendor, cache)
-    names, inputs, kmodel_input, images = sample_test_inputs(artifacts, 1)
+    names, images, kmodel_input, kmodel_record = sample_test_inputs(artifacts, 1)
     work = artifacts / K210_WORK_DIR / "firmware"
     expected, _ = simulate_kmodel(kmodel, images, kmodel_input, work / "selftest", toolchain)
     header = cache / "generated" / "vgg_edge_selftest.h"
     header.parent.mkdir(parents=True, exist_ok=True)
-    header.write_text(selftest_header(inputs[0], expected[0], names[0]), encoding="utf-8")
+    header.write_text(selftest_header(kmodel_input.from_nhwc(images)[0], expected[0], names[0]), encoding="utf-8")
 
     build_dir = cache / "build"
     configure(build_dir, sources, libstdcxx, board, BoardInputs(kmodel.resolve(), labels.resolve(), header))
     build_targets(build_dir, [FIRMWARE_NAME], jobs)
     elf = build_dir / f"{FIRMWARE_NAME}.elf"
     sizes = elf_sizes(elf)
-    memory = KmodelRecord.from_dict(json.loads((artifacts / K210_REPORT_JSON).read_text())["kmodel"]).nncase_memory_bytes
+    memory = kmodel_record.nncase_memory_bytes
     heap_needed = memory.get("data", 0) + memory.get("output", 0) + NNCASE_HEAP_ALLOWANCE
     if sizes["heap_bytes"] < heap_needed:
         raise ToolkitError(f"the firmware does not fit the K210: it leaves {sizes['heap_bytes']:,} B of heap where "

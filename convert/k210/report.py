@@ -247,12 +247,15 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def refresh(artifacts: Path, sim_images: int | None, toolchain: Path = DEFAULT_TOOLCHAIN) -> dict:
-    """Re-measures the kmodel ``make kmodel`` wrote in ``artifacts`` on ``sim_images`` test images (None = all),
-    with the data set, limits and seed of its build; rewrites the report. Returns it.
+def checked_kmodel(artifacts: Path):
+    """What ``make kmodel`` left in ``artifacts``, checked: its report, the kmodel's record (the file's SHA-256
+    must match it), the metadata and the data set it was made from (same root, limits, seed and hash).
+
+    Returns:
+        (the report dict, KmodelRecord, ModelMetadata, the checked DataSet).
 
     Raises:
-        ToolkitError: No report or kmodel, or the kmodel is not the one the report describes.
+        ToolkitError: No report or kmodel, a kmodel that is not the one the report describes, or other images.
     """
     artifacts = Path(artifacts)
     report_path, kmodel = artifacts / K210_REPORT_JSON, artifacts / KMODEL_FILE
@@ -267,6 +270,20 @@ def refresh(artifacts: Path, sim_images: int | None, toolchain: Path = DEFAULT_T
     options = report["options"]
     dataset = checked_dataset(artifacts, conversion.provenance, options.get("data") or None,
                               options.get("max_train"), options.get("max_test"), options.get("seed", 0))
+    return report, record, metadata, dataset
+
+
+def refresh(artifacts: Path, sim_images: int | None, toolchain: Path = DEFAULT_TOOLCHAIN) -> dict:
+    """Re-measures the kmodel ``make kmodel`` wrote in ``artifacts`` on ``sim_images`` test images (None = all),
+    with the data set, limits and seed of its build; rewrites the report. Returns it.
+
+    Raises:
+        ToolkitError: No report or kmodel, or the kmodel is not the one the report describes.
+    """
+    artifacts = Path(artifacts)
+    kmodel = artifacts / KMODEL_FILE
+    report, record, metadata, dataset = checked_kmodel(artifacts)
+    options = report["options"]
     size = report["plan"]["input_size"]
     test_rgb = decode_checked(dataset.test.paths, InputSpec(size, size, metadata.input.resize), "decode test")
     float_scores = float_test_scores(artifacts / K210_FLOAT_TFLITE_FILE, metadata.labels, test_rgb)

@@ -121,11 +121,12 @@ def check(artifacts: Path, images: int = 20, vendor: Path | None = None, cache: 
     check_kmodel(kmodel)
     program = build_program(cache, vendor, jobs)
     built = time.perf_counter()
-    names, inputs, kmodel_input, images_rgb = sample_test_inputs(artifacts, images)
+    names, images_rgb, kmodel_input, _ = sample_test_inputs(artifacts, images)
     work = artifacts / K210_WORK_DIR / "riscv_check"
     simulator, _ = simulate_kmodel(kmodel, images_rgb, kmodel_input, work / "simulator", toolchain)
     simulated = time.perf_counter()
-    riscv = run_on_qemu(program, kmodel, inputs, work / "qemu", simulator.shape[1:])
+    # The simulator's job gets the same bytes: simulate_kmodel saves kmodel_input.from_nhwc(images_rgb).
+    riscv = run_on_qemu(program, kmodel, kmodel_input.from_nhwc(images_rgb), work / "qemu", simulator.shape[1:])
     result = compare_outputs(riscv, simulator, names)
     result.update({"kmodel": KMODEL_FILE, "runtime": "nncase 1.9.0 runtime + k210 module (software KPU), "
                    "rv64imafc, on qemu-system-riscv64 virt", "qemu": _qemu_version(),
