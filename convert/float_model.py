@@ -6,6 +6,7 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -39,7 +40,8 @@ class FloatModel:
         labels: Class names, output order.
         test_scores: (N_test, C) float scores on ``Prepared.test_rgb``.
         validation_index: Indices into ``Prepared.train_rgb`` held out for choosing a fix.
-        validation_scores: Float scores on those images.
+        validation_scores: Float scores on those images, or a function that computes them when first
+            asked (:meth:`held_out_scores`; a brought model is scored on them only if the fix needs them).
         description: What was built (head, fine-tuning, epochs, history, weights).
         top_k: Classes a device should show.
         normalization: The normalization inside the graph (metadata.json's ``in_model_normalization``).
@@ -49,10 +51,16 @@ class FloatModel:
     labels: list[str]
     test_scores: np.ndarray
     validation_index: np.ndarray
-    validation_scores: np.ndarray
+    validation_scores: np.ndarray | Callable[[], np.ndarray]
     description: dict = field(default_factory=dict)
     top_k: int = 1
     normalization: str = "caffe"
+
+    def held_out_scores(self) -> np.ndarray:
+        """``validation_scores``, computed on first use when they were given as a function."""
+        if callable(self.validation_scores):
+            self.validation_scores = self.validation_scores()
+        return self.validation_scores
 
 
 def held_out_index(labels: np.ndarray, exclude: set[int], seed: int, trained_here: bool = True) -> np.ndarray:
@@ -188,7 +196,11 @@ def brought_float_model(options: ConvertOptions, prepared: Prepared, calibration
             options.seed, options.threads)
         brought.model = classifier_of(brought, options.preprocess)  # the trained weights, also in the logit copy
     test_scores = _keras_scores(brought.model, prepared.test_rgb, "float model on test")
-    validation_scores = _keras_scores(brought.model, prepared.train_rgb[validation_index], "float model on validation")
+    model = brought.model
+
+    def validation_scores() -> np.ndarray:  # only the fix reads them: a passing gate saves a third of the scoring
+        return _keras_scores(model, prepared.train_rgb[validation_index], "float model on validation")
+
     return FloatModel(brought.model, labels, test_scores, validation_index, validation_scores, description,
                       normalization=options.preprocess.value)
 

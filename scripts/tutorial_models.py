@@ -67,8 +67,9 @@ def _fit(build, features: np.ndarray, labels: np.ndarray, epochs: int, seed: int
     return head
 
 
-def whole_model(data: Path, out: Path, max_train: int | None = None, epochs: int = 30, seed: int = 0) -> dict:
-    """The first shape, saved by Keras 2 (``whole_keras2.h5``) and Keras 3 (``whole.keras``)."""
+def whole_model(data: Path, out: Path, max_train: int | None = None, epochs: int = 30, seed: int = 0,
+                keras3: bool = True) -> dict:
+    """The first shape, saved by Keras 2 (``whole_keras2.h5``) and, with ``keras3``, Keras 3 (``whole.keras``)."""
     import keras
     import tf_keras as k2
 
@@ -81,6 +82,8 @@ def whole_model(data: Path, out: Path, max_train: int | None = None, epochs: int
     model = k2.Sequential([k2.Input((WHOLE_SIZE, WHOLE_SIZE, 3)), base, *head.layers])
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "whole_keras2.h5")
+    if not keras3:
+        return {"weights": source, "train_images": int(len(labels))}
     # The same model as a Keras 3 user saves it
     base3 = keras.applications.VGG16(weights=None, include_top=False, input_shape=(WHOLE_SIZE, WHOLE_SIZE, 3))
     model3 = keras.Sequential([keras.Input((WHOLE_SIZE, WHOLE_SIZE, 3)), base3, keras.layers.Flatten(),

@@ -110,7 +110,13 @@ def _int8_scores(out, images_rgb):
 
 
 @pytest.mark.parametrize("form", ["keras2 h5", "keras3 keras"])
-def test_a_whole_sigmoid_model_converts_with_its_own_size_and_labels(tutorial, tmp_path, capsys, form):
+def test_a_whole_sigmoid_model_converts_with_its_own_size_and_labels(tutorial, tmp_path, capsys, monkeypatch, form):
+    import convert.float_model
+
+    scored = []  # what the float model was scored on: a passing gate needs no held-out scores (only the fix does)
+    keras_scores = convert.float_model._keras_scores
+    monkeypatch.setattr(convert.float_model, "_keras_scores",
+                        lambda model, images, desc: scored.append(desc) or keras_scores(model, images, desc))
     code, out, captured = _convert(tmp_path, capsys, ["--model", str(tutorial["files"]["whole"][form]),
                                                       "--preprocess", "rescale", "--data", str(tutorial["data"])])
     assert code == 0, captured.err
@@ -125,6 +131,7 @@ def test_a_whole_sigmoid_model_converts_with_its_own_size_and_labels(tutorial, t
         assert provenance["keras2_max_abs_diff"] <= 1e-4
     assert metadata["models"]["model_int8.tflite"]["float_ops"] == []
     assert metadata["results"]["top1_agreement"] >= 0.95 and metadata["results"]["accuracy_float"] >= 0.9
+    assert metadata["results"]["verdict"] == "PASS" and scored == ["float model on test"]
     # The int8 model answers two probabilities: class 1 is the sigmoid's score, class 0 is 1 - it
     test = sorted((tutorial["data"] / "test").rglob("*.jpg"))
     pixels = _decoded(test, TUTORIAL_SIZE)

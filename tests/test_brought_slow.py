@@ -20,7 +20,7 @@ def test_a_keras2_tutorial_vgg16_converts_to_int8_within_the_budget(shared_data,
     from convert.artifacts import rejected_path
     from scripts.tutorial_models import whole_model
 
-    made = whole_model(shared_data, tmp_path / "models", max_train=TRAIN_PER_CLASS)
+    made = whole_model(shared_data, tmp_path / "models", max_train=TRAIN_PER_CLASS, keras3=False)
     capsys.readouterr()
     out = tmp_path / "out"
     code = main(["--model", str(tmp_path / "models" / "whole_keras2.h5"), "--preprocess", "rescale",

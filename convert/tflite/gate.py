@@ -220,7 +220,7 @@ def _auto_fix(ctx: ExportContext, float_model: FloatModel, prepared: Prepared, m
     run on every validation image. Without a fix, the full-integer model is restored at ``int8_path``.
     """
     validation_rgb = prepared.train_rgb[float_model.validation_index]
-    reference = float_model.validation_scores
+    reference = float_model.held_out_scores()
     baseline = drift.check_budget(int8_path, metadata, validation_rgb, reference, options.min_agreement,
                                   "fix: int8 on validation", options.threads)
     steps = [f"full int8 on {len(validation_rgb)} held-out images: {baseline.describe()}"]

@@ -41,7 +41,7 @@ def fragile_int8(tmp_path_factory, prepared, fragile_model):
                         calibration=prepared.train_rgb[:16].astype(np.float32))
     int8_path = export(ctx, [Target.TFLITE_INT8])[Target.TFLITE_INT8]
     metadata = runtime_metadata(fragile_model, prepared.spec)
-    full = compare(fragile_model.validation_scores, run_classifier(int8_path, metadata, prepared.train_rgb, "all"), None)
+    full = compare(fragile_model.held_out_scores(), run_classifier(int8_path, metadata, prepared.train_rgb, "all"), None)
     return int8_path, metadata, full
 
 
@@ -52,7 +52,7 @@ def test_check_budget_answers_as_a_full_run_would(prepared, fragile_model, fragi
     from convert.tflite.drift import check_budget
 
     int8_path, metadata, full = fragile_int8
-    check = check_budget(int8_path, metadata, prepared.train_rgb, fragile_model.validation_scores, budget, "budget")
+    check = check_budget(int8_path, metadata, prepared.train_rgb, fragile_model.held_out_scores(), budget, "budget")
     assert check.passed is passes is (full["top1_agreement"] >= budget)
     assert check.n == len(prepared.train_rgb)
     if passes:

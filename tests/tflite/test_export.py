@@ -118,6 +118,28 @@ def test_one_calibration_gives_what_the_plain_converter_gives(tmp_path, io_type)
     assert ours[0] == plain[0]
 
 
+def test_float_model_from_the_calibration_is_the_plain_converters(tmp_path):
+    """export_tflite_float writes the calibrated model (one conversion less); it must be the float graph a
+    plain TFLiteConverter.convert() writes, giving the same outputs to the bit."""
+    import tensorflow as tf
+
+    from convert.tflite.export import _saved_model
+
+    model = tiny_classifier(seed=5)
+    ctx, written = _export(tmp_path, model)
+    plain_bytes = tf.lite.TFLiteConverter.from_saved_model(str(_saved_model(ctx))).convert()
+    ours_bytes = written[Target.TFLITE_FLOAT].read_bytes()
+    assert ours_bytes == ctx.calibrated and ours_bytes != plain_bytes  # the calibrated bytes, min/max beside
+    ours, plain = _graph(ours_bytes), _graph(plain_bytes)
+    assert ours[1] == plain[1] and ours[0] == plain[0]  # ops, tensors, weights; neither has a quantization scale
+    plain_path = tmp_path / "plain.tflite"
+    plain_path.write_bytes(plain_bytes)
+    pixels = random_pixels(6, seed=11)
+    scores = [np.stack([Classifier(path, _metadata()).predict(p) for p in pixels])
+              for path in (written[Target.TFLITE_FLOAT], plain_path)]
+    np.testing.assert_array_equal(scores[0], scores[1])
+
+
 def test_selective_float_fallback_keeps_named_layer_float(tmp_path, tiny_model, exported):
     model, written = tiny_model, exported
     fc_tensor = next(d["name"] for d in _op_outputs(written[Target.TFLITE_INT8]) if d["op"] == "FULLY_CONNECTED")
