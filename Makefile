@@ -50,6 +50,7 @@ SRAM ?=
 N ?= 20
 FIRMWARE_CACHE ?= $(K210_DIR)/firmware
 K210_VENDOR ?= ../shared/vendor/k210
+FIRMWARE_VENDOR_ARG = $(if $(wildcard $(K210_VENDOR)),--vendor "$(K210_VENDOR)")
 
 .PHONY: help venv convert drift test test-fast bench bench-runtime camera camera-help demo-video k210-toolchain kmodel kmodel-report firmware-toolchain firmware flash kmodel-riscv-check test-firmware clean
 
@@ -72,16 +73,20 @@ convert: $(STAMP)  ## train (or bring: MODEL / HEAD_MODEL + PREPROCESS), quantiz
 		$(if $(PREPROCESS),--preprocess $(PREPROCESS)) $(if $(OUTPUT),--output $(OUTPUT)) \
 		$(if $(LABELS),--labels "$(LABELS)") $(ARGS)
 
-test: $(STAMP)  ## the whole suite but the firmware build tests: fast unit tests and the slow real-VGG16 drift tests (builds the K210 toolchain too)
+test: $(STAMP)  ## the whole suite: fast unit tests, the slow real-VGG16 drift tests, the K210 firmware builds (builds the K210 toolchains too)
 	@# Without the toolchain the nncase tests skip and say why (.k210/unavailable); the suite still runs.
 	-@K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
-	@# Not the firmware build tests (make test-firmware): with them the suite is over its 25 minutes.
-	K210_DIR="$(abspath $(K210_DIR))" $(PY) -m pytest $(XDIST_ARGS) -m "not firmware" $(PYTEST_ARGS)
+	@# The firmware toolchain and its kmodel-independent libraries, built once (the firmware tests skip and say
+	@# why where they cannot be had).
+	-@scripts/k210_firmware_toolchain.sh "$(FIRMWARE_CACHE)" && \
+		$(PY) -m convert.k210.firmware --libraries --cache "$(FIRMWARE_CACHE)" $(FIRMWARE_VENDOR_ARG)
+	K210_DIR="$(abspath $(K210_DIR))" FIRMWARE_CACHE="$(abspath $(FIRMWARE_CACHE))" $(PY) -m pytest $(XDIST_ARGS) $(PYTEST_ARGS)
 
-test-firmware: $(STAMP)  ## the K210 firmware build tests: a tiny kmodel's image built from source, its runtime on qemu RISC-V, the RAM overflow (about 3 minutes; not yet in make test)
+test-firmware: $(STAMP)  ## only the K210 firmware build tests: a tiny kmodel's image, its runtime on qemu RISC-V, the RAM overflow (seconds once make firmware-toolchain built the libraries)
 	-@K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
 	@# Without the bare-metal toolchain the tests skip and say why ($(FIRMWARE_CACHE)/unavailable).
-	-@scripts/k210_firmware_toolchain.sh "$(FIRMWARE_CACHE)"
+	-@scripts/k210_firmware_toolchain.sh "$(FIRMWARE_CACHE)" && \
+		$(PY) -m convert.k210.firmware --libraries --cache "$(FIRMWARE_CACHE)" $(FIRMWARE_VENDOR_ARG)
 	K210_DIR="$(abspath $(K210_DIR))" FIRMWARE_CACHE="$(abspath $(FIRMWARE_CACHE))" $(PY) -m pytest -m firmware $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## unit tests only (about 4 minutes here)
@@ -121,14 +126,15 @@ kmodel-report: $(STAMP)  ## K210: the kmodel in nncase's simulator on all test i
 	K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
 	$(PY) -m convert.k210.report --artifacts "$(OUT)" --toolchain "$(K210_DIR)"
 
-firmware-toolchain:  ## K210 firmware: Debian's riscv64-unknown-elf GCC, picolibc, cmake, ninja, qemu (apt-get), libstdc++ built once -> FIRMWARE_CACHE
+firmware-toolchain: $(STAMP)  ## K210 firmware: Debian's riscv64-unknown-elf GCC, picolibc, cmake, ninja, qemu (apt-get), libstdc++, the SDK and nncase runtime libraries, built once -> FIRMWARE_CACHE
 	scripts/k210_firmware_toolchain.sh "$(FIRMWARE_CACHE)"
+	$(PY) -m convert.k210.firmware --libraries --cache "$(FIRMWARE_CACHE)" $(FIRMWARE_VENDOR_ARG)
 
 firmware: $(STAMP) firmware-toolchain  ## K210: OUT's kmodel + nncase 1.9 runtime + SDK -> OUT/k210_firmware/vgg_edge.{elf,bin,map}, sizes in k210_report (BOARD)
 	@test -f "$(OUT)/model_k210.kmodel" || { echo "make firmware: no $(OUT)/model_k210.kmodel; run make kmodel first" >&2; exit 2; }
 	K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
 	$(PY) -m convert.k210.firmware --artifacts "$(OUT)" --board $(BOARD) --cache "$(FIRMWARE_CACHE)" \
-		--toolchain "$(K210_DIR)" $(if $(wildcard $(K210_VENDOR)),--vendor "$(K210_VENDOR)")
+		--toolchain "$(K210_DIR)" $(FIRMWARE_VENDOR_ARG)
 
 flash: $(STAMP)  ## K210: write OUT/k210_firmware/vgg_edge.bin to the board with kflash (PORT=/dev/ttyUSB0, BOARD; SRAM=1: load and run without writing the flash)
 	$(PY) -m convert.k210.flash --artifacts "$(OUT)" $(if $(PORT),--port "$(PORT)") --board $(BOARD) $(if $(SRAM),--sram)
@@ -137,7 +143,7 @@ kmodel-riscv-check: $(STAMP) firmware-toolchain  ## K210: the firmware's nncase 
 	@test -f "$(OUT)/model_k210.kmodel" || { echo "make kmodel-riscv-check: no $(OUT)/model_k210.kmodel; run make kmodel first" >&2; exit 2; }
 	K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
 	$(PY) -m convert.k210.riscv_check --artifacts "$(OUT)" -n $(N) --cache "$(FIRMWARE_CACHE)" \
-		--toolchain "$(K210_DIR)" $(if $(wildcard $(K210_VENDOR)),--vendor "$(K210_VENDOR)")
+		--toolchain "$(K210_DIR)" $(FIRMWARE_VENDOR_ARG)
 
 k210-toolchain:  ## nncase 1.9 for the K210 in a CPython 3.8-3.10 venv, else a debootstrap bullseye root -> .k210/python
 	K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="distillation arithmetic (auto = bfloat16 where the CPU has bf16 instructions)")
     parser.add_argument("--calibrate-method", type=CalibrateMethod, default=KmodelOptions.calibrate_method,
                         choices=list(CalibrateMethod), help="nncase's activation-range method for the uint8 PTQ")
+    parser.add_argument("--calib-images", type=positive_int, default=KmodelOptions.calibration_images,
+                        help="nncase calibration images: this many of make convert's, evenly spaced (default: all)")
     parser.add_argument("--no-reconstruct", dest="reconstruct", action="store_false",
                         help="initialize with the plain strongest channels (no least-squares refit)")
     parser.add_argument("--init-images", type=positive_int, default=KmodelOptions.init_images,
@@ -69,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         deployment=Deployment(args.deployment), max_gmacs=args.max_gmacs, epochs=args.epochs,
         learning_rate=args.learning_rate, warmup_epochs=args.warmup_epochs, temperature=args.temperature,
         reconstruct=args.reconstruct, init_images=args.init_images,
-        precision=args.precision, calibrate_method=args.calibrate_method, map_weight=args.map_weight,
-        sim_images=args.sim_images,
+        precision=args.precision, calibrate_method=args.calibrate_method, calibration_images=args.calib_images,
+        map_weight=args.map_weight, sim_images=args.sim_images,
         max_train=args.max_train, max_test=args.max_test, layout=args.layout, toolchain=args.toolchain,
         seed=args.seed,
     )

@@ -9,7 +9,10 @@ input nncase's simulator is given, and the simulator's scores for it); 4. config
 5. read the ELF's sizes and copy ``vgg_edge.{elf,bin,map}`` into ``OUT/k210_firmware/``; record them in
 ``k210_report.json`` and ``metadata.json``'s ``k210`` section.
 
-The same build folder also builds ``nncase_riscv_check`` (``convert/k210/riscv_check.py``).
+The same build folder, ``FIRMWARE_CACHE/build``, also builds ``nncase_riscv_check``
+(``convert/k210/riscv_check.py``). The part of it that depends on no kmodel (the SDK, nncase's runtime and
+both builds of its k210 module, about a minute on 2 cores) is compiled once by ``make firmware-toolchain``
+(``--libraries``); each ``make firmware`` then compiles the board program and links.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ DEFAULT_CACHE = REPO / ".k210" / "firmware"  # scripts/k210_firmware_toolchain.s
 TOOLCHAIN_SCRIPT = REPO / "scripts" / "k210_firmware_toolchain.sh"
 FIRMWARE_DIR = "k210_firmware"  # in OUT
 FIRMWARE_NAME = "vgg_edge"
+RUNTIME_LIBRARIES = "runtime_libraries"  # the CMake target of everything that depends on no kmodel
 LIBSTDCXX = "libstdcxx-12.2.0"
 
 # kflash's -B names; firmware/k210/board/boards.h says what the program knows of each.
@@ -284,6 +288,21 @@ def sample_test_inputs(artifacts: Path, count: int):
     return names, images, KmodelInput(size, size, layout=record.input["layout"]), record
 
 
+def build_libraries(cache: Path = DEFAULT_CACHE, vendor: Path | None = None, jobs: int | None = None) -> float:
+    """``make firmware-toolchain``'s last step: the ``runtime_libraries`` target in the cache's build folder
+    (configured for the qemu check alone if nothing configured it yet). Returns the seconds it took (Ninja
+    rebuilds nothing when they are there)."""
+    cache = Path(cache).resolve()
+    started = time.perf_counter()
+    libstdcxx = libstdcxx_dir(cache)
+    sources = resolve_sources(vendor, cache)
+    build_dir = cache / "build"
+    if not (build_dir / "build.ninja").is_file():
+        configure(build_dir, sources, libstdcxx, "dan", None)
+    build_targets(build_dir, [RUNTIME_LIBRARIES], jobs)
+    return time.perf_counter() - started
+
+
 def build(artifacts: Path, board: str = "dan", vendor: Path | None = None, cache: Path = DEFAULT_CACHE,
           toolchain: Path = DEFAULT_TOOLCHAIN, jobs: int | None = None) -> FirmwareRecord:
     """``make firmware``: builds ``OUT/k210_firmware/vgg_edge.{elf,bin,map}`` and records its sizes.
@@ -367,8 +386,11 @@ def summary_line(record: FirmwareRecord) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m convert.k210.firmware", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--artifacts", type=Path, required=True, help="OUT of make convert + make kmodel")
+    parser.add_argument("--artifacts", type=Path, default=None, help="OUT of make convert + make kmodel")
     parser.add_argument("--board", type=str, choices=BOARDS, default="dan", help="the board (kflash -B name)")
+    parser.add_argument("--libraries", action="store_true",
+                        help="only the SDK and nncase runtime libraries, which depend on no kmodel, into the cache's "
+                             "build folder (make firmware-toolchain)")
     add_build_arguments(parser)
     return parser
 
@@ -386,10 +408,18 @@ def add_build_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.artifacts is None and not args.libraries:
+        parser.error("--artifacts OUT is required (or --libraries)")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     def body() -> int:
+        if args.libraries:
+            seconds = build_libraries(args.cache, args.vendor, args.jobs)
+            print(f"firmware libraries (K210 SDK, nncase 1.9 runtime, k210 module for the KPU and in software): "
+                  f"ready in {Path(args.cache).resolve() / 'build'} ({seconds:.0f} s)", flush=True)
+            return 0
         record = build(args.artifacts, args.board, args.vendor, args.cache, args.toolchain, args.jobs)
         print(summary_line(record), flush=True)
         return 0

@@ -68,6 +68,10 @@ class KmodelOptions:
         calibrate_method: nncase's activation-range method for the uint8 PTQ: "l2" (the clipping range that
             minimizes the squared error of each histogram; a second calibration pass), "no_clip" (min/max),
             "kld_m0", "kld_m1", "kld_m2", "cdf".
+        calibration_images: How many of ``make convert``'s calibration images nncase calibrates on (evenly
+            spaced over its class-sorted list, so the classes stay balanced); None = all. nncase's calibration
+            runs its reference evaluator on one core, once per image and pass (``l2`` makes two): about 2 s an
+            image and pass for the x0.375 variant at 224 here, most of the compile.
         map_weight: Weight of the loss pulling the student's 1x1-conv maps to the teacher's (0 = logits only;
             used when the student has the teacher head's 1x1 conv; at another input size than the teacher's,
             the teacher's maps are area-resized to the student's grid).
@@ -96,6 +100,7 @@ class KmodelOptions:
     init_images: int = 128
     precision: Precision = Precision.AUTO
     calibrate_method: CalibrateMethod = CalibrateMethod.L2
+    calibration_images: int | None = None
     map_weight: float = 1.0
     sim_images: int | None = QUICK_CHECK_IMAGES
     max_train: int | None = None

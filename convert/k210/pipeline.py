@@ -128,6 +128,14 @@ class Inputs:
     calibration: np.ndarray
 
 
+def spread(items: list, count: int | None) -> list:
+    """``count`` items evenly spaced over ``items`` (all of them if None or more): over a class-sorted list
+    the classes keep their shares."""
+    if count is None or count >= len(items):
+        return list(items)
+    return [items[i] for i in np.linspace(0, len(items) - 1, count).round().astype(int)]
+
+
 def load_inputs(options: KmodelOptions, provenance: Provenance, size: int, teacher_size: int,
                 resize: ResizeMode = ResizeMode.SQUASH) -> Inputs:
     """The same data set, calibration list (each file checked against its hash) and held-out images as
@@ -140,7 +148,7 @@ def load_inputs(options: KmodelOptions, provenance: Provenance, size: int, teach
     train_rgb = decode_checked(dataset.train.paths, spec, "decode train (student size)")
     teacher_rgb = train_rgb if size == teacher_size else decode_checked(dataset.train.paths, teacher_spec,
                                                                         "decode train (teacher size)")
-    items = read_manifest(artifacts / provenance.calibration.manifest)
+    items = spread(read_manifest(artifacts / provenance.calibration.manifest), options.calibration_images)
     # RGB 0..255 (raw normalization), as uint8: the kmodel's input type
     calibration = load_calibration_images(items, dataset.root, spec).astype(np.uint8)
     position = {p.relative_to(dataset.root).as_posix(): i for i, p in enumerate(dataset.train.paths)}
@@ -194,9 +202,7 @@ def run(options: KmodelOptions) -> dict:
     use_maps = options.map_weight > 0 and plan.reduce_channels > 0
     if options.map_weight > 0 and not use_maps:
         log.info("feature-map loss off: the student has no 1x1 head conv to match the teacher's")
-    teacher_logits, teacher_maps = teacher_outputs(teacher, layout, inputs.teacher_rgb, use_maps, dtype)
-    if teacher_maps is not None:
-        teacher_maps = resize_maps(teacher_maps, plan.feature_side)
+    teacher_logits, teacher_maps = _teacher_targets(teacher, layout, inputs, use_maps, dtype, plan.feature_side)
     _timed(options, "teacher outputs", started)
 
     started = time.perf_counter()
@@ -227,6 +233,23 @@ def run(options: KmodelOptions) -> dict:
     report["timings_s"] = {**options.timings_s, "total": round(time.perf_counter() - started_all, 1)}
     write_report(artifacts, report, metadata.labels)
     return report
+
+
+def _teacher_targets(teacher, layout, inputs: Inputs, use_maps: bool, dtype: str,
+                     side: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The teacher's outputs (and maps, on the student's grid) for the images the student is fit on: the
+    held-out ones are only scored by their labels, so the teacher's pass skips them (a tenth of it). Rows of
+    held-out images are NaN (logits) and 0 (maps): the arrays keep the training set's positions."""
+    fit = inputs.fit_index
+    logits, maps = teacher_outputs(teacher, layout, inputs.teacher_rgb[fit], use_maps, dtype)
+    all_logits = np.full((len(inputs.teacher_rgb), logits.shape[1]), np.nan, np.float32)
+    all_logits[fit] = logits
+    if maps is None:
+        return all_logits, None
+    maps = resize_maps(maps, side)
+    all_maps = np.zeros((len(inputs.teacher_rgb), *maps.shape[1:]), maps.dtype)
+    all_maps[fit] = maps
+    return all_logits, all_maps
 
 
 def _plan_from_artifacts(options: KmodelOptions, teacher_path: Path):

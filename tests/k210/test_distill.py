@@ -131,3 +131,25 @@ def test_native_bfloat16_moves_the_teacher_less_than_its_bound(make_teacher, hea
     logits_bf16, _ = teacher_outputs(teacher, teacher_layout(teacher), images, head_kind is HeadKind.BLOCK4_CONV,
                                      "mixed_bfloat16")
     assert np.abs(np.exp(logits_bf16) - expected).max() < BF16_NATIVE_MAX_DRIFT
+
+
+def test_the_teacher_pass_skips_the_held_out_images(monkeypatch):
+    """make kmodel's teacher pass runs on the images the student is fit on only; the held-out rows stay empty."""
+    from convert.k210 import pipeline
+
+    seen = []
+
+    def outputs(teacher, layout, images, maps, dtype):
+        seen.append(images[:, 0, 0, 0].tolist())
+        return np.log(np.full((len(images), 2), 0.5, np.float32)), np.ones((len(images), 4, 4, 3), np.float16)
+
+    monkeypatch.setattr(pipeline, "teacher_outputs", outputs)
+    images = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((1, 8, 8, 3), np.uint8)
+    fit, held = np.array([0, 1, 2, 4, 5, 6, 8, 9]), np.array([3, 7])
+    inputs = pipeline.Inputs(train_rgb=images, teacher_rgb=images, train_labels=np.zeros(10, np.int64),
+                             fit_index=fit, held_out=held, test_rgb=images[:2], test_labels=np.zeros(2, np.int64),
+                             calibration=images[:2])
+    logits, maps = pipeline._teacher_targets(None, None, inputs, True, "float32", 2)
+    assert seen == [fit.tolist()]
+    assert np.isnan(logits[held]).all() and not np.isnan(logits[fit]).any()
+    assert maps.shape == (10, 2, 2, 3) and (maps[held] == 0).all() and (maps[fit] == 1).all()

@@ -3,10 +3,10 @@ the toolchain's missing-package line, and, with the bare-metal toolchain (`make 
 `make test` runs first), a tiny kmodel's board firmware built from source, the same nncase 1.9 runtime run
 on qemu's RISC-V `virt` machine against nncase's simulator, and an image too big for the K210's RAM.
 
-The build tests share one build folder (a session fixture: the nncase runtime is compiled once per run);
-they are in this one file so that pytest-xdist (`--dist loadfile`) keeps them on one worker. They are
-marked `firmware` and run by `make test-firmware`, not yet by `make test`: with them the whole suite took
-26.3 minutes here, over its 25-minute budget (README, "Test suite").
+The build tests share the firmware cache's build folder, where `make firmware-toolchain` compiled the
+kmodel-independent libraries once (a session fixture configures it for the tiny kmodel; `make firmware`
+configures it back); they are in this one file so that pytest-xdist (`--dist loadfile`) keeps them on one
+worker. They are marked `firmware` (`make test-firmware` runs only them).
 """
 
 from __future__ import annotations
@@ -155,8 +155,10 @@ def tiny_kmodel(toolchain, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def firmware_build(firmware_cache, tiny_kmodel, tmp_path_factory):
-    """One build folder for this run: the board firmware of the tiny kmodel and the qemu check program."""
+def firmware_build(firmware_cache, tiny_kmodel):
+    """The board firmware of the tiny kmodel and the qemu check program, in the cache's build folder, where
+    ``make firmware-toolchain`` (which ``make test`` runs first) compiled the SDK and nncase runtime from
+    source; Ninja builds whatever of them is missing here (all of it, a minute or two, on a fresh cache)."""
     from convert.k210.report import labels_header
 
     folder = tiny_kmodel["folder"]
@@ -164,14 +166,14 @@ def firmware_build(firmware_cache, tiny_kmodel, tmp_path_factory):
     (folder / "vgg_edge_selftest.h").write_text(firmware.selftest_header(
         tiny_kmodel["inputs"][0], tiny_kmodel["simulated"][0], "frame 0"))
     inputs = firmware.BoardInputs(tiny_kmodel["kmodel"], folder / "k210_labels.h", folder / "vgg_edge_selftest.h")
-    build = tmp_path_factory.mktemp("firmware_build")
+    build = Path(firmware_cache).resolve() / "build"
     sources = firmware.resolve_sources(VENDOR, firmware_cache)
     firmware.configure(build, sources, firmware.libstdcxx_dir(firmware_cache), "dan", inputs)
     firmware.build_targets(build, [firmware.FIRMWARE_NAME, "nncase_riscv_check"])
     return {"build": build, "sources": sources, "inputs": inputs, "cache": firmware_cache}
 
 
-@pytest.mark.slow(seconds=110)
+@pytest.mark.slow(seconds=10)  # with the libraries make firmware-toolchain built (a fresh cache: ~2 min)
 @pytest.mark.firmware
 def test_a_tiny_kmodels_firmware_builds_and_fits(firmware_build, tiny_kmodel):
     build = firmware_build["build"]
@@ -193,7 +195,7 @@ def test_a_tiny_kmodels_firmware_builds_and_fits(firmware_build, tiny_kmodel):
     assert b"self-test only" not in content and b'"selftest"' in content  # a Maix board: camera loop, self-test
 
 
-@pytest.mark.slow(seconds=20)
+@pytest.mark.slow(seconds=1)
 @pytest.mark.firmware
 def test_the_firmware_runtime_on_riscv_matches_the_simulator_bit_for_bit(firmware_build, tiny_kmodel, tmp_path):
     program = firmware_build["build"] / "nncase_riscv_check.elf"
@@ -214,7 +216,7 @@ def test_differences_are_counted_and_shown():
     assert result["differing"][0]["image"] == "b" and 0 < result["max_abs_diff"] < 1e-6
 
 
-@pytest.mark.slow(seconds=30)
+@pytest.mark.slow(seconds=3)
 @pytest.mark.firmware
 def test_an_image_over_the_k210_ram_fails_with_the_bytes_over(firmware_build, tmp_path):
     """A 7 MiB kmodel (a valid header, padded) cannot fit 6 MiB of SRAM: the linker says by how much. The

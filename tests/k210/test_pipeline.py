@@ -69,3 +69,14 @@ def test_sim_images_must_be_a_positive_count_or_all(tmp_path, capsys, value):
         with pytest.raises(SystemExit) as exit_info:
             main(["--artifacts", str(tmp_path), "--sim-images", value])
         assert exit_info.value.code == 2 and "--sim-images" in capsys.readouterr().err
+
+
+def test_a_calibration_subset_keeps_the_class_balance():
+    """--calib-images N takes N of make convert's class-sorted calibration list, evenly spaced."""
+    from convert.k210.pipeline import spread
+
+    items = ["cat"] * 100 + ["dog"] * 100
+    half = spread(items, 100)
+    assert len(half) == 100 and half.count("cat") == half.count("dog") == 50
+    assert spread(items, None) == items and spread(items, 500) == items
+    assert spread(list(range(10)), 3) == [0, 4, 9]  # both ends and the middle
