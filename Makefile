@@ -51,6 +51,9 @@ N ?= 20
 FIRMWARE_CACHE ?= $(K210_DIR)/firmware
 K210_VENDOR ?= ../shared/vendor/k210
 FIRMWARE_VENDOR_ARG = $(if $(wildcard $(K210_VENDOR)),--vendor "$(K210_VENDOR)")
+# make firmware-toolchain's steps (make test and make test-firmware run them too, failures tolerated)
+FIRMWARE_TOOLCHAIN = scripts/k210_firmware_toolchain.sh "$(FIRMWARE_CACHE)" && \
+	$(PY) -m convert.k210.firmware --libraries --cache "$(FIRMWARE_CACHE)" $(FIRMWARE_VENDOR_ARG)
 
 .PHONY: help venv convert drift test test-fast bench bench-runtime camera camera-help demo-video k210-toolchain kmodel kmodel-report firmware-toolchain firmware flash kmodel-riscv-check test-firmware clean
 
@@ -78,15 +81,13 @@ test: $(STAMP)  ## the whole suite: fast unit tests, the slow real-VGG16 drift t
 	-@K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
 	@# The firmware toolchain and its kmodel-independent libraries, built once (the firmware tests skip and say
 	@# why where they cannot be had).
-	-@scripts/k210_firmware_toolchain.sh "$(FIRMWARE_CACHE)" && \
-		$(PY) -m convert.k210.firmware --libraries --cache "$(FIRMWARE_CACHE)" $(FIRMWARE_VENDOR_ARG)
+	-@$(FIRMWARE_TOOLCHAIN)
 	K210_DIR="$(abspath $(K210_DIR))" FIRMWARE_CACHE="$(abspath $(FIRMWARE_CACHE))" $(PY) -m pytest $(XDIST_ARGS) $(PYTEST_ARGS)
 
 test-firmware: $(STAMP)  ## only the K210 firmware build tests: a tiny kmodel's image, its runtime on qemu RISC-V, the RAM overflow (seconds once make firmware-toolchain built the libraries)
 	-@K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
 	@# Without the bare-metal toolchain the tests skip and say why ($(FIRMWARE_CACHE)/unavailable).
-	-@scripts/k210_firmware_toolchain.sh "$(FIRMWARE_CACHE)" && \
-		$(PY) -m convert.k210.firmware --libraries --cache "$(FIRMWARE_CACHE)" $(FIRMWARE_VENDOR_ARG)
+	-@$(FIRMWARE_TOOLCHAIN)
 	K210_DIR="$(abspath $(K210_DIR))" FIRMWARE_CACHE="$(abspath $(FIRMWARE_CACHE))" $(PY) -m pytest -m firmware $(PYTEST_ARGS)
 
 test-fast: $(STAMP)  ## unit tests only (about 4 minutes here)
@@ -127,8 +128,7 @@ kmodel-report: $(STAMP)  ## K210: the kmodel in nncase's simulator on all test i
 	$(PY) -m convert.k210.report --artifacts "$(OUT)" --toolchain "$(K210_DIR)"
 
 firmware-toolchain: $(STAMP)  ## K210 firmware: Debian's riscv64-unknown-elf GCC, picolibc, cmake, ninja, qemu (apt-get), libstdc++, the SDK and nncase runtime libraries, built once -> FIRMWARE_CACHE
-	scripts/k210_firmware_toolchain.sh "$(FIRMWARE_CACHE)"
-	$(PY) -m convert.k210.firmware --libraries --cache "$(FIRMWARE_CACHE)" $(FIRMWARE_VENDOR_ARG)
+	$(FIRMWARE_TOOLCHAIN)
 
 firmware: $(STAMP) firmware-toolchain  ## K210: OUT's kmodel + nncase 1.9 runtime + SDK -> OUT/k210_firmware/vgg_edge.{elf,bin,map}, sizes in k210_report (BOARD)
 	@test -f "$(OUT)/model_k210.kmodel" || { echo "make firmware: no $(OUT)/model_k210.kmodel; run make kmodel first" >&2; exit 2; }

@@ -288,18 +288,28 @@ def sample_test_inputs(artifacts: Path, count: int):
     return names, images, KmodelInput(size, size, layout=record.input["layout"]), record
 
 
-def build_libraries(cache: Path = DEFAULT_CACHE, vendor: Path | None = None, jobs: int | None = None) -> float:
-    """``make firmware-toolchain``'s last step: the ``runtime_libraries`` target in the cache's build folder
-    (configured for the qemu check alone if nothing configured it yet). Returns the seconds it took (Ninja
-    rebuilds nothing when they are there)."""
-    cache = Path(cache).resolve()
-    started = time.perf_counter()
+def build_folder(cache: Path) -> Path:
+    """The one CMake build folder of ``make firmware``, ``make kmodel-riscv-check`` and the libraries."""
+    return Path(cache).resolve() / "build"
+
+
+def build_in_cache(cache: Path, vendor: Path | None, targets: list[str], jobs: int | None = None) -> Path:
+    """Builds ``targets`` in the cache's build folder, configuring it for the qemu check alone only if nothing
+    configured it yet (a board build's settings are kept). Returns the folder."""
     libstdcxx = libstdcxx_dir(cache)
     sources = resolve_sources(vendor, cache)
-    build_dir = cache / "build"
+    build_dir = build_folder(cache)
     if not (build_dir / "build.ninja").is_file():
         configure(build_dir, sources, libstdcxx, "dan", None)
-    build_targets(build_dir, [RUNTIME_LIBRARIES], jobs)
+    build_targets(build_dir, targets, jobs)
+    return build_dir
+
+
+def build_libraries(cache: Path = DEFAULT_CACHE, vendor: Path | None = None, jobs: int | None = None) -> float:
+    """``make firmware-toolchain``'s last step: the ``runtime_libraries`` target in the cache's build folder.
+    Returns the seconds it took (Ninja rebuilds nothing when they are there)."""
+    started = time.perf_counter()
+    build_in_cache(cache, vendor, [RUNTIME_LIBRARIES], jobs)
     return time.perf_counter() - started
 
 
@@ -328,7 +338,7 @@ def build(artifacts: Path, board: str = "dan", vendor: Path | None = None, cache
     header.parent.mkdir(parents=True, exist_ok=True)
     header.write_text(selftest_header(kmodel_input.from_nhwc(images)[0], expected[0], names[0]), encoding="utf-8")
 
-    build_dir = cache / "build"
+    build_dir = build_folder(cache)
     configure(build_dir, sources, libstdcxx, board, BoardInputs(kmodel.resolve(), labels.resolve(), header))
     build_targets(build_dir, [FIRMWARE_NAME], jobs)
     elf = build_dir / f"{FIRMWARE_NAME}.elf"
@@ -418,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.libraries:
             seconds = build_libraries(args.cache, args.vendor, args.jobs)
             print(f"firmware libraries (K210 SDK, nncase 1.9 runtime, k210 module for the KPU and in software): "
-                  f"ready in {Path(args.cache).resolve() / 'build'} ({seconds:.0f} s)", flush=True)
+                  f"ready in {build_folder(args.cache)} ({seconds:.0f} s)", flush=True)
             return 0
         record = build(args.artifacts, args.board, args.vendor, args.cache, args.toolchain, args.jobs)
         print(summary_line(record), flush=True)

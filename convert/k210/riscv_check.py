@@ -24,11 +24,8 @@ from convert.k210.compile import DEFAULT_TOOLCHAIN, simulate_kmodel
 from convert.k210.firmware import (
     DEFAULT_CACHE,
     add_build_arguments,
-    build_targets,
+    build_in_cache,
     check_kmodel,
-    configure,
-    libstdcxx_dir,
-    resolve_sources,
     sample_test_inputs,
 )
 from convert.schema import K210_WORK_DIR, KMODEL_FILE
@@ -48,14 +45,7 @@ QEMU_TIMEOUT_S_PER_IMAGE = 120  # software KPU under emulation: seconds an image
 def build_program(cache: Path, vendor: Path | None, jobs: int | None = None) -> Path:
     """Builds ``nncase_riscv_check.elf`` in the firmware build folder (the board program's runtime objects
     are shared when ``make firmware`` built there first). Returns the ELF."""
-    cache = Path(cache).resolve()
-    libstdcxx = libstdcxx_dir(cache)
-    sources = resolve_sources(vendor, cache)
-    build = cache / "build"
-    if not (build / "build.ninja").is_file():  # a board build configured it already: keep its settings
-        configure(build, sources, libstdcxx, "dan", None)
-    build_targets(build, [CHECK_PROGRAM], jobs)
-    return build / f"{CHECK_PROGRAM}.elf"
+    return build_in_cache(cache, vendor, [CHECK_PROGRAM], jobs) / f"{CHECK_PROGRAM}.elf"
 
 
 def run_on_qemu(program: Path, kmodel: Path, inputs_uint8: np.ndarray, work: Path, output_shape: tuple) -> np.ndarray:

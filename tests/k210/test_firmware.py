@@ -166,7 +166,7 @@ def firmware_build(firmware_cache, tiny_kmodel):
     (folder / "vgg_edge_selftest.h").write_text(firmware.selftest_header(
         tiny_kmodel["inputs"][0], tiny_kmodel["simulated"][0], "frame 0"))
     inputs = firmware.BoardInputs(tiny_kmodel["kmodel"], folder / "k210_labels.h", folder / "vgg_edge_selftest.h")
-    build = Path(firmware_cache).resolve() / "build"
+    build = firmware.build_folder(firmware_cache)
     sources = firmware.resolve_sources(VENDOR, firmware_cache)
     firmware.configure(build, sources, firmware.libstdcxx_dir(firmware_cache), "dan", inputs)
     firmware.build_targets(build, [firmware.FIRMWARE_NAME, "nncase_riscv_check"])
