@@ -13,7 +13,14 @@ import sys
 import threading
 from pathlib import Path
 
-from runtime.argtypes import OneLineParser, non_negative_int, positive_float, positive_int, size_wh
+from runtime.argtypes import (
+    OneLineParser,
+    fraction_above_zero,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    size_wh,
+)
 from runtime.capture import FrameGrabber, PreprocessIn, RetryPolicy
 from runtime.cli import run_main
 from runtime.errors import ToolkitError
@@ -82,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=[mode.value for mode in PreprocessIn],
                         help="where frames are resized and quantized: in the capture thread (overlaps inference) "
                              "or in the inference loop (no work spent on frames a camera then drops)")
+    parser.add_argument("--min-score", type=fraction_above_zero, default=None, metavar="P",
+                        help="confidence floor: a frame whose best score is below P is reported as --unknown-label "
+                             "(JSON lines, overlay, /status; the summary counts them)")
+    parser.add_argument("--unknown-label", type=str, default=LoopOptions.unknown_label,
+                        help="the label of frames below --min-score")
     parser.add_argument("--summary", type=Path, default=None, help="also write the run summary as JSON here")
     return parser
 
@@ -103,6 +115,10 @@ def _run(args: argparse.Namespace) -> int:
         if args.serve:
             check_exposure(*parse_host_port(args.serve), _token(args), args.serve_insecure)
         model_path, metadata = locate_model(args.model)
+        if args.min_score is not None and (not args.unknown_label.strip() or args.unknown_label in metadata.labels):
+            raise ToolkitError(f"--unknown-label {args.unknown_label!r}: "
+                               + ("is one of the model's labels" if args.unknown_label.strip() else "is empty")
+                               + f" (the model's: {', '.join(metadata.labels[:5])}); pick another name")
         classifier = Classifier(model_path, metadata, num_threads=args.threads)
         source = open_source(args.source, args.camera_size, fallback=args.fallback_source)
         retry = RetryPolicy(attempts=args.retries, first_delay_s=args.retry_delay)
@@ -121,7 +137,8 @@ def _run(args: argparse.Namespace) -> int:
         prepare = classifier.input_tensor_rgb if PreprocessIn(args.preprocess_in) is PreprocessIn.CAPTURE_THREAD else None
         grabber = FrameGrabber(source, retry, loop=args.loop, prepare=prepare).start()
         options = LoopOptions(max_frames=args.max_frames, duration_s=args.duration, smoothing=args.smooth,
-                              top_k=args.top_k or metadata.top_k)
+                              top_k=args.top_k or metadata.top_k, min_score=args.min_score,
+                              unknown_label=args.unknown_label)
         summary = run_loop(classifier, grabber, options, sinks, stop)
         print(summary.one_line(), file=sys.stderr, flush=True)
         if args.summary:

@@ -46,12 +46,17 @@ class LoopOptions:
         duration_s: Stop after this many seconds (None: no limit).
         smoothing: Average the scores over the last N frames (1: no smoothing).
         top_k: Classes reported per frame.
+        min_score: The confidence floor: a frame whose best (smoothed) score is below it is reported as
+            ``unknown_label`` (None: no floor). Most camera frames show none of the classes.
+        unknown_label: The label of frames below the floor.
     """
 
     max_frames: int | None = None
     duration_s: float | None = None
     smoothing: int = 1
     top_k: int = 1
+    min_score: float | None = None
+    unknown_label: str = "unknown"
 
 
 @dataclass
@@ -68,6 +73,7 @@ class FrameResult:
     invoke_ms: float
     postprocess_ms: float = 0.0
     fps: float = 0.0
+    below_floor: bool = False  # the best score is under --min-score: ``label`` is the unknown label
 
     @property
     def latency_ms(self) -> float:
@@ -90,6 +96,9 @@ class FrameResult:
         }
         if len(self.top) > 1:
             record["top"] = [[label, round(score, 4)] for label, score in self.top]
+        if self.below_floor:  # "label" is the unknown label; "score" stays the best class's
+            record["below_min_score"] = True
+            record["best_label"] = self.top[0][0]
         if self.frame.name:
             record["file"] = self.frame.name
         return record
@@ -262,6 +271,9 @@ class RunSummary:
     dropped: int = 0
     reconnects: int = 0
     source_stats: dict = field(default_factory=dict)
+    min_score: float | None = None  # the confidence floor of the run (None: none)
+    unknown_label: str = "unknown"
+    below_floor: int = 0  # frames reported as the unknown label
 
     def to_dict(self) -> dict:
         def pct(values, q):
@@ -280,6 +292,10 @@ class RunSummary:
                        "peak": _rounded(self.rss_mb_peak), "warmup_frames": _WARMUP_FRAMES},
             "dropped_frames": self.dropped,
             "reconnects": self.reconnects,
+            **({"min_score": self.min_score, "unknown_label": self.unknown_label,
+                "frames_below_min_score": self.below_floor,
+                "share_below_min_score": round(self.below_floor / self.frames, 4) if self.frames else None}
+               if self.min_score is not None else {}),
             **self.source_stats,
         }
 
@@ -290,12 +306,15 @@ class RunSummary:
                 f"latency p50 {latency['p50']} ms p95 {latency['p95']} ms, stopped by {data['stopped_by']}, "
                 f"dropped {data['dropped_frames']}, reconnects {data['reconnects']}, "
                 + (f"RSS {data['rss_mb']['after_warmup']} -> {data['rss_mb']['end']} MB" if data["rss_mb"]["end"] is not None
-                   else "RSS unknown (no /proc)"))
+                   else "RSS unknown (no /proc)")
+                + (f", {data['frames_below_min_score']} frames ({100 * (data['share_below_min_score'] or 0):.1f}%) "
+                   f"below --min-score {self.min_score:g} ({self.unknown_label})" if self.min_score is not None else ""))
 
 
 def classify_frame(classifier: Classifier, frame: Frame, smoother: ScoreSmoother, top_k: int,
-                   capture_ms: float) -> FrameResult:
-    """Preprocesses, runs and reads one frame (no output): the loop's per-frame work, timed."""
+                   capture_ms: float, min_score: float | None = None, unknown_label: str = "unknown") -> FrameResult:
+    """Preprocesses, runs and reads one frame (no output): the loop's per-frame work, timed. Below
+    ``min_score`` the frame's label is ``unknown_label``."""
     t0 = time.perf_counter()
     if frame.tensor is None:
         frame.tensor = classifier.input_tensor_rgb(frame.image_rgb)
@@ -308,9 +327,11 @@ def classify_frame(classifier: Classifier, frame: Frame, smoother: ScoreSmoother
     order = np.argsort(scores)[::-1][:max(1, top_k)]
     labels = classifier.metadata.labels
     top = [(labels[i], float(scores[i])) for i in order]
-    return FrameResult(frame=frame, scores=scores, label=top[0][0], score=top[0][1], top=top,
-                       capture_ms=capture_ms, preprocess_ms=frame.preprocess_ms, invoke_ms=(t2 - t1) * 1e3,
-                       postprocess_ms=(time.perf_counter() - t2) * 1e3)
+    below = min_score is not None and top[0][1] < min_score
+    return FrameResult(frame=frame, scores=scores, label=unknown_label if below else top[0][0], score=top[0][1],
+                       top=top, capture_ms=capture_ms, preprocess_ms=frame.preprocess_ms,
+                       invoke_ms=(t2 - t1) * 1e3, postprocess_ms=(time.perf_counter() - t2) * 1e3,
+                       below_floor=below)
 
 
 def run_loop(classifier: Classifier, grabber: FrameGrabber, options: LoopOptions, sinks: list[Sink],
@@ -331,7 +352,7 @@ def run_loop(classifier: Classifier, grabber: FrameGrabber, options: LoopOptions
     Returns:
         The run summary. Raises ToolkitError if the source fails for good.
     """
-    summary = RunSummary()
+    summary = RunSummary(min_score=options.min_score, unknown_label=options.unknown_label)
     smoother = ScoreSmoother(options.smoothing)
     fps_meter = FpsMeter()
     annotate_frames = any(sink.needs_annotation for sink in sinks)
@@ -356,7 +377,8 @@ def run_loop(classifier: Classifier, grabber: FrameGrabber, options: LoopOptions
                     break
                 continue  # timed out waiting: look at the stop conditions again
             capture_ms = (time.perf_counter() - wait_start) * 1e3
-            result = classify_frame(classifier, frame, smoother, options.top_k, capture_ms)
+            result = classify_frame(classifier, frame, smoother, options.top_k, capture_ms, options.min_score,
+                                    options.unknown_label)
             post_start = time.perf_counter()
             result.fps = fps_meter.tick(post_start)
             annotated = annotate(frame.image_rgb, result) if annotate_frames else None
@@ -366,6 +388,7 @@ def run_loop(classifier: Classifier, grabber: FrameGrabber, options: LoopOptions
             if on_result is not None:
                 on_result(result)
             summary.frames += 1
+            summary.below_floor += result.below_floor
             summary.latencies_ms.append(result.latency_ms)
             for name in ("capture", "preprocess", "invoke", "postprocess"):
                 summary.stage_ms[name].append(getattr(result, f"{name}_ms"))

@@ -127,6 +127,47 @@ def test_video_run_labels_equal_direct_classifier_calls(colour_models, tmp_path)
     assert {label for label, _ in direct} == {"red", "green", "blue"}  # the frames really differ
 
 
+def test_frames_below_the_confidence_floor_are_reported_unknown(colour_models, tmp_path):
+    """--min-score P: a frame whose best score is under P gets --unknown-label in its JSON line (the class it
+    would have had beside it, as best_label), the rest keep theirs; the summary counts and shares them."""
+    video = _colour_video(tmp_path / "colours.avi")
+    plain = run_cli("--model", colour_models["int8"], "--source", video, "--headless")
+    assert plain.returncode == 0, plain.stderr
+    before = [json.loads(line) for line in plain.stdout.splitlines()]
+    floor = float(np.median([line["score"] for line in before]))  # about half the frames fall under it
+    done = run_cli("--model", colour_models["int8"], "--source", video, "--headless", "--min-score", f"{floor}",
+                   "--unknown-label", "none", "--summary", tmp_path / "summary.json")
+    assert done.returncode == 0, done.stderr
+    after = [json.loads(line) for line in done.stdout.splitlines()]
+    below = [line["score"] < floor for line in before]
+    assert 0 < sum(below) < len(below)
+    for was, now, under in zip(before, after, below):
+        assert now["score"] == was["score"]
+        assert now["label"] == ("none" if under else was["label"])
+        assert now.get("below_min_score", False) == under and now.get("best_label", was["label"]) == was["label"]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["min_score"] == floor and summary["unknown_label"] == "none"
+    assert summary["frames_below_min_score"] == sum(below)
+    assert summary["share_below_min_score"] == round(sum(below) / len(below), 4)
+    assert f"{sum(below)} frames" in done.stderr and f"below --min-score {floor:g} (none)" in done.stderr
+
+
+def test_the_overlay_and_status_show_the_unknown_label(colour_models):
+    """The window/JPEG overlay and the MJPEG server's /status read the same result: below the floor they show
+    the unknown label (the overlay's pixels differ from the class's)."""
+    from runtime.loop import ScoreSmoother, annotate, classify_frame
+    from runtime.sources import Frame
+
+    classifier = Classifier(*locate_model(colour_models["int8"]))
+    image = patch_frame_rgb(RED_RGB)
+    results = [classify_frame(classifier, Frame(index=0, image_rgb=image, timestamp_s=0.0), ScoreSmoother(1), 1,
+                              0.0, floor, "unknown") for floor in (None, 1.0)]
+    assert results[0].label == "red" and not results[0].below_floor
+    assert results[1].label == "unknown" and results[1].below_floor and results[1].score == results[0].score
+    assert results[1].to_record()["label"] == "unknown" and results[1].to_record()["best_label"] == "red"
+    assert not np.array_equal(annotate(image, results[0]), annotate(image, results[1]))
+
+
 def test_int8_uint8_and_float_models_agree(colour_models):
     frames = [patch_frame_rgb(colour, seed=i) for i, colour in enumerate([RED_RGB, GREEN_RGB, BLUE_RGB] * 2)]
     scores = {}
@@ -228,6 +269,8 @@ def _truncated_video(tmp_path: Path) -> Path:
     (None, None, ["--summary", "{tmp}"], "is a folder; pass a file path"),
     (None, None, ["--save-every", "1", "--save-dir", "{tmp}/plain.txt/frames"], "nothing can be written under it"),
     (None, None, ["--save-every", "1", "--save-dir", "{tmp}/plain.txt"], "is a file, not a folder"),
+    (None, None, ["--min-score", "0.6", "--unknown-label", "red"], "--unknown-label 'red': is one of the model's"),
+    (None, None, ["--min-score", "0.6", "--unknown-label", " "], "--unknown-label ' ': is empty"),
 ])
 def test_bad_input_is_one_line_and_non_zero(colour_models, tmp_path, make_model, make_source, extra, message):
     model = make_model(tmp_path, colour_models["int8"]) if make_model else colour_models["int8"]
@@ -246,6 +289,7 @@ def test_bad_input_is_one_line_and_non_zero(colour_models, tmp_path, make_model,
 @pytest.mark.parametrize("flag, value", [
     ("--retries", "-1"), ("--max-frames", "0"), ("--duration", "nan"), ("--retry-delay", "-1"), ("--top-k", "0"),
     ("--threads", "0"), ("--smooth", "0"), ("--camera-size", "640"), ("--serve-max-clients", "0"),
+    ("--min-score", "0"), ("--min-score", "1.5"),
 ])
 def test_bad_flag_is_one_line(flag, value):
     done = run_cli("--source", "x.avi", flag, value)
