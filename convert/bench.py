@@ -21,6 +21,7 @@ import numpy as np
 from convert.schema import BENCH_FILE, DEFAULT_ARTIFACTS, FLOAT_TFLITE_FILE, INT8_TFLITE_FILE, KERAS_FILE
 from runtime.argtypes import OneLineParser, positive_int
 from runtime.cli import run_main
+from runtime.cpu import this_cpu
 from runtime.errors import ToolkitError
 from runtime.timing import time_calls
 
@@ -78,16 +79,6 @@ def measure_one(artifacts: Path, artifact: str, threads: int | None, runs: int) 
     }
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def run_bench(artifacts: Path, runs: int) -> dict:
     from runtime.metadata import read_metadata
 
@@ -95,6 +86,8 @@ def run_bench(artifacts: Path, runs: int) -> dict:
         if not (artifacts / artifact).is_file():
             raise ToolkitError(f"{artifacts / artifact}: missing; run `make convert OUT={artifacts}` first")
     spec = read_metadata(artifacts).input
+    cpu = this_cpu()
+    print(cpu.notice(), flush=True)
     results = {}
     for name, artifact, threads in CASES:
         command = [sys.executable, "-m", "convert.bench", "--artifacts", str(artifacts), "--runs", str(runs),
@@ -114,7 +107,7 @@ def run_bench(artifacts: Path, runs: int) -> dict:
         "int8_vs_float_tflite_size": results["tflite_int8_1t"]["bytes"] / results["tflite_float_1t"]["bytes"],
     }
     return {
-        "machine": {"processor": _cpu_model(), "cpus": os.cpu_count(),
+        "machine": {"processor": cpu.name, "cpus": os.cpu_count(), "cpu": cpu.to_dict(),
                     "python": platform.python_version(), "platform": platform.platform()},
         "input": f"one {spec.height}x{spec.width} test image, batch 1",
         "results": results,
@@ -143,6 +136,7 @@ def _main(args: argparse.Namespace) -> int:
     path = write_json_atomic(args.artifacts / BENCH_FILE, report)
     for name, value in report["ratios"].items():
         print(f"{name:34s} {value:.3f}")
+    print(report["machine"]["cpu"]["notice"])
     print(f"written {path}")
     return 0
 

@@ -23,6 +23,7 @@ from runtime.argtypes import (
 )
 from runtime.capture import FrameGrabber, PreprocessIn, RetryPolicy
 from runtime.cli import run_main
+from runtime.cpu import this_cpu
 from runtime.errors import ToolkitError
 from runtime.files import check_writable, write_json_atomic
 from runtime.interpreter import Classifier, interpreter_backend
@@ -134,6 +135,7 @@ def _run(args: argparse.Namespace) -> int:
             sinks.append(JsonLinesSink(sys.stdout))
         print(f"model {model_path} ({classifier.input_dtype.name} input, {interpreter_backend()}, "
               f"{args.threads or os.cpu_count()} threads); source {source.description}", file=sys.stderr, flush=True)
+        print(this_cpu().notice(), file=sys.stderr, flush=True)
         prepare = classifier.input_tensor_rgb if PreprocessIn(args.preprocess_in) is PreprocessIn.CAPTURE_THREAD else None
         grabber = FrameGrabber(source, retry, loop=args.loop, prepare=prepare).start()
         options = LoopOptions(max_frames=args.max_frames, duration_s=args.duration, smoothing=args.smooth,

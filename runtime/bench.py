@@ -25,6 +25,7 @@ import numpy as np
 from runtime.argtypes import OneLineParser, int_in_range, non_negative_int, positive_int
 from runtime.capture import FrameGrabber, PreprocessIn
 from runtime.cli import run_main
+from runtime.cpu import this_cpu
 from runtime.errors import ToolkitError
 from runtime.files import write_json_atomic
 from runtime.interpreter import Classifier, TFLiteModel, interpreter_backend
@@ -35,16 +36,6 @@ from runtime.timing import time_calls
 
 BENCH_FILE = "bench_runtime.json"
 LOOP_OVERHEAD_GOAL = 0.05  # the loop may add at most 5% on top of the model's invoke time
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "Model")):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def bench_loop(model_path: Path, video: Path, frames: int, warmup: int, threads: int | None,
@@ -120,7 +111,8 @@ def bench_threads(model_path: Path, metadata, repeats: int) -> list[dict]:
 
 
 def render(report: dict) -> str:
-    lines = [f"runtime bench: {report['model']} on {report['machine']} ({report['interpreter']})", "",
+    lines = [f"runtime bench: {report['model']} on {report['machine']} ({report['interpreter']})",
+             *([report["cpu"]["notice"]] if "cpu" in report else []), "",
              "| preprocess in | frame | capture | preprocess | invoke | postprocess | loop fps | 1/invoke fps "
              "| overhead | vs isolated invoke |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -151,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         model_path, metadata = locate_model(args.model)
         if not args.video.is_file():
             raise ToolkitError(f"{args.video}: no such video; build it with `make demo-video` or pass --video")
+        cpu = this_cpu()
+        print(cpu.notice(), flush=True)
         threads = bench_threads(model_path, metadata, args.repeats)
         loop_threads = args.threads or os.cpu_count()
         isolated_ms = next(row["invoke_ms_median"] for row in threads if row["threads"] == loop_threads)
@@ -161,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
                     for video, mode in runs]
         report = {
             "model": str(model_path),
-            "machine": f"{_cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}",
+            "machine": f"{cpu.name}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}",
+            "cpu": cpu.to_dict(),
             "interpreter": interpreter_backend(),
             "python": platform.python_version(),
             "loop_threads": loop_threads,

@@ -60,6 +60,9 @@ def test_end_to_end_cli_is_deterministic(shared_data, tmp_path, capsys):
     assert set(bench["results"]) == {name for name, _, _ in CASES} and bench["input"].startswith("one 32x32 ")
     assert all(case["latency_ms_median"] > 0 and case["runs"] == 2 for case in bench["results"].values())
     assert bench["ratios"]["int8_vs_float_tflite_size"] < 0.5  # int8 weights: a quarter of float's, plus the graph
+    from runtime.cpu import this_cpu  # the CPU line with its int8 features (tests/runtime/test_cpu.py: the parsing)
+
+    assert bench["machine"]["cpu"] == this_cpu().to_dict() and this_cpu().notice() in capsys.readouterr().out
 
 
 def _key_tree(value):

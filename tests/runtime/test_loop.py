@@ -125,6 +125,9 @@ def test_video_run_labels_equal_direct_classifier_calls(colour_models, tmp_path)
         direct.append((classifier.metadata.labels[int(scores.argmax())], round(float(scores.max()), 4)))
     assert [(line["label"], line["score"]) for line in lines] == direct
     assert {label for label, _ in direct} == {"red", "green", "blue"}  # the frames really differ
+    from runtime.cpu import this_cpu
+
+    assert this_cpu().notice() in done.stderr.splitlines()  # the CPU's int8 features, said at start
 
 
 def test_frames_below_the_confidence_floor_are_reported_unknown(colour_models, tmp_path):
