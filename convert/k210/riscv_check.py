@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -48,15 +50,29 @@ def build_program(cache: Path, vendor: Path | None, jobs: int | None = None) -> 
     return build_in_cache(cache, vendor, [CHECK_PROGRAM], jobs) / f"{CHECK_PROGRAM}.elf"
 
 
-def run_on_qemu(program: Path, kmodel: Path, inputs_uint8: np.ndarray, work: Path, output_shape: tuple) -> np.ndarray:
-    """Runs every input through the kmodel on qemu's ``virt`` machine. Returns (N, ...) float32 outputs.
+def run_on_qemu(program: Path, kmodel: Path, inputs_uint8: np.ndarray, work: Path, output_shape: tuple,
+                processes: int | None = None) -> np.ndarray:
+    """Runs every input through the kmodel on qemu's ``virt`` machine, in ``processes`` qemu processes at once
+    (None: one per CPU core; each emulates one hart, so a core each), each on a contiguous share of the
+    inputs. Returns (N, ...) float32 outputs in the inputs' order.
 
     Raises:
         ToolkitError: qemu missing, the program failing (its one JSON error line), or a time-out.
     """
     if shutil.which(QEMU) is None:
         raise ToolkitError(f"{QEMU} not found; run `make firmware-toolchain` (Debian package qemu-system-misc)")
+    processes = max(1, min(processes or os.cpu_count() or 1, len(inputs_uint8)))
+    shares = np.array_split(np.arange(len(inputs_uint8)), processes)
     work = Path(work)
+    folders = [work if processes == 1 else work / f"part{index}" for index in range(processes)]
+    with ThreadPoolExecutor(processes) as pool:
+        parts = list(pool.map(lambda job: _qemu_job(program, kmodel, inputs_uint8[job[0]], job[1], output_shape),
+                              zip(shares, folders)))
+    return np.concatenate(parts) if parts else np.zeros((0, *output_shape), np.float32)
+
+
+def _qemu_job(program: Path, kmodel: Path, inputs_uint8: np.ndarray, work: Path, output_shape: tuple) -> np.ndarray:
+    """One qemu process over ``inputs_uint8`` in ``work``: (N, ...) float32 outputs."""
     work.mkdir(parents=True, exist_ok=True)
     shutil.copy(kmodel, work / "model.kmodel")
     np.ascontiguousarray(inputs_uint8, np.uint8).tofile(work / "inputs.bin")
