@@ -21,6 +21,7 @@ from convert.head import (
     feature_extractor,
     head_input,
     predict_batched,
+    teacher_targets,
     train_head,
 )
 from convert.progress import progress
@@ -45,6 +46,8 @@ class FloatModel:
         description: What was built (head, fine-tuning, epochs, history, weights).
         top_k: Classes a device should show.
         normalization: The normalization inside the graph (metadata.json's ``in_model_normalization``).
+        teacher_targets: For ``make kmodel``: the model's outputs on every training image, in
+            ``Prepared.train_rgb``'s order (:func:`convert.head.teacher_targets`); None when not computed.
     """
 
     model: object
@@ -55,6 +58,7 @@ class FloatModel:
     description: dict = field(default_factory=dict)
     top_k: int = 1
     normalization: str = "caffe"
+    teacher_targets: dict | None = None
 
     def held_out_scores(self) -> np.ndarray:
         """``validation_scores``, computed on first use when they were given as a function."""
@@ -164,7 +168,8 @@ def train_float_model(options: ConvertOptions, prepared: Prepared, calibration_i
                        batch_size=options.batch_size, history=result.history,
                        validation_images=int(len(validation_index)),
                        validation_accuracy=float((validation_scores.argmax(1) == validation_labels).mean()))
-    return FloatModel(model, labels, test_scores, validation_index, validation_scores, description)
+    return FloatModel(model, labels, test_scores, validation_index, validation_scores, description,
+                      teacher_targets=teacher_targets(result, train_features))
 
 
 RETRAIN_HEAD_EPOCHS = 5  # --retrain-head: a fine-tuning of a trained head, not a training from scratch

@@ -196,10 +196,42 @@ def train_head(
                        history={k: [float(v) for v in vals] for k, vals in history.history.items()})
 
 
-def predict_batched(model, inputs: np.ndarray) -> np.ndarray:
-    """``model`` on ``inputs`` in batches of FEATURE_BATCH, float32."""
+REDUCE_LAYER = "reduce"  # the block4-conv head's 1x1 convolution (make kmodel distills its maps)
+
+
+def teacher_targets(result: TrainResult, features: np.ndarray) -> dict[str, np.ndarray]:
+    """What ``make kmodel`` distills from, on the images of ``features`` (the cached block4 features the head
+    was trained on): the float model's log-probabilities and, for a head on block4 with a 1x1 conv (block4-conv),
+    that conv's maps (float16). ``tail`` on the features is the full model on the pixels, so make kmodel need
+    not run the teacher's VGG again (its longest step after the distillation on a CPU without bf16)."""
+    import keras
+
+    head = result.head
+    outputs = [result.tail.output]
+    names = {layer.name for layer in head.layers}
+    maps = REDUCE_LAYER in names and head_reads_block4(result)
+    model = keras.Model(head.input, [head.output, head.get_layer(REDUCE_LAYER).output]) if maps else \
+        keras.Model(result.tail.input, outputs)
+    parts = [model.predict_on_batch(features[start:start + FEATURE_BATCH])
+             for start in range(0, len(features), FEATURE_BATCH)]
+    parts = [part if isinstance(part, (list, tuple)) else [part] for part in parts]
+    probs = np.concatenate([np.asarray(part[0], np.float32) for part in parts])
+    targets = {"log_probs": np.log(np.clip(probs, 1e-7, 1.0)).astype(np.float32)}
+    if maps:
+        targets["maps"] = np.concatenate([np.asarray(part[1], np.float16) for part in parts])
+    return targets
+
+
+def head_reads_block4(result: TrainResult) -> bool:
+    """True when the tail is the head alone on the block4 features (no block5 between them)."""
+    return result.tail.layers[-1] is result.head and len(result.tail.layers) == 2
+
+
+def predict_batched(model, inputs: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """``model`` on ``inputs`` (cast to float32 a batch at a time) in batches of FEATURE_BATCH; outputs as
+    ``dtype``."""
     return np.concatenate([
-        np.asarray(model.predict_on_batch(inputs[start:start + FEATURE_BATCH]), np.float32)
+        np.asarray(model.predict_on_batch(np.asarray(inputs[start:start + FEATURE_BATCH], np.float32)), dtype)
         for start in range(0, len(inputs), FEATURE_BATCH)
     ])
 

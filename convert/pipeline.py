@@ -28,6 +28,7 @@ from convert.brought import load_brought
 from convert.config import DEFAULT_INPUT_SIZE, ConvertOptions
 from convert.data import SKIPPED_LISTED, Prepared, prepare_data, skipped_listing
 from convert.float_model import FloatModel, brought_float_model, runtime_metadata, train_float_model
+from convert.k210 import teacher_cache
 from convert.progress import progress
 from convert.schema import (
     CALIBRATION_MANIFEST_FILE,
@@ -137,6 +138,9 @@ def _write_artifacts(options: ConvertOptions, prepared: Prepared, calibration: C
     outcome = quantize_and_check(float_model, prepared, calibration.inputs, options, folder, work)
     write_manifest(calibration.items, folder / CALIBRATION_MANIFEST_FILE, dataset.root, options.seed)
     write_text_atomic(folder / LABELS_FILE, "\n".join(float_model.labels) + "\n")
+    if float_model.teacher_targets is not None:  # for make kmodel (convert/k210/teacher_cache.py)
+        teacher_cache.write(folder, float_model.teacher_targets,
+                            [path.relative_to(dataset.root).as_posix() for path in dataset.train.paths])
     artifacts = {path.name: ArtifactRecord(path.stat().st_size, sha256_file(path))
                  for path in (keras_path, outcome.float_path, outcome.int8_path)}
     conversion = Conversion(models=_models(outcome.report["int8_model"]), artifacts=artifacts,

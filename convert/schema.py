@@ -34,6 +34,8 @@ DRIFT_PROB_DIFF_PNG = "drift_prob_diff.png"
 DRIFT_LAYERS_PNG = "drift_layers.png"
 # make drift IMAGES=FOLDER: drift_images_<folder name>.json / .md
 DRIFT_IMAGES_PREFIX = "drift_images_"
+# make convert, for make kmodel: the teacher's outputs on the training images (convert/k210/teacher_cache.py)
+TEACHER_TARGETS_FILE = "teacher_targets.npz"
 # make bench
 BENCH_FILE = "bench.json"
 # make kmodel

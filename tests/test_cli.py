@@ -214,6 +214,15 @@ def test_a_whole_conversion_prints_no_tensorflow_log_lines(tmp_path):
     assert done.returncode == 0, done.stderr
     logged = [line for line in done.stderr.replace("\r", "\n").splitlines() if re.match(r"[EWIF]\d{4} ", line)]
     assert logged == []
+    # make kmodel's teacher targets: a row for every training image (their check against the teacher is
+    # tests/k210/test_pipeline_slow.py's end-to-end run; tests/k210/test_teacher_cache.py the reading)
+    import numpy as np
+
+    with np.load(tmp_path / "out" / "teacher_targets.npz") as cached:
+        files = sorted((path.relative_to(root).as_posix() for path in (root / "train").rglob("*.jpg")))
+        assert sorted(cached["files"].tolist()) == files
+        assert cached["log_probs"].shape == (len(files), 2) and np.allclose(np.exp(cached["log_probs"]).sum(1), 1)
+        assert cached["maps"].shape == (len(files), 2, 2, 128)  # the hed weights' block4-conv head at 32 px
 
 
 @pytest.mark.parametrize("module, argv", [
