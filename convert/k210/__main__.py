@@ -11,13 +11,23 @@ import sys
 from pathlib import Path
 
 from convert.k210.compile import DEFAULT_TOOLCHAIN
+from convert.k210.distill import FROZEN_BLOCKS_WITHOUT_BF16
 from convert.k210.options import CalibrateMethod, KmodelOptions, Layout, Precision
 from convert.k210.pipeline import run
 from convert.k210.plan import Deployment
 from convert.k210.report import render_markdown, sim_images_arg
 from convert.schema import DEFAULT_ARTIFACTS
-from runtime.argtypes import non_negative_float, positive_float, positive_int
+from runtime.argtypes import non_negative_float, positive_count_or_all, positive_float, positive_int
 from runtime.cli import run_main
+
+
+def freeze_blocks_arg(text: str) -> int | None:
+    """``--freeze-blocks``: a count of conv blocks (0 or more) or "auto" (None: the CPU decides)."""
+    if text == "auto":
+        return None
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of conv blocks (0 = none) or 'auto'")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,8 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="distillation arithmetic (auto = bfloat16 where the CPU has bf16 instructions)")
     parser.add_argument("--calibrate-method", type=CalibrateMethod, default=KmodelOptions.calibrate_method,
                         choices=list(CalibrateMethod), help="nncase's activation-range method for the uint8 PTQ")
-    parser.add_argument("--calib-images", type=positive_int, default=KmodelOptions.calibration_images,
-                        help="nncase calibration images: this many of make convert's, evenly spaced (default: all)")
+    parser.add_argument("--calib-images", type=positive_count_or_all, default=KmodelOptions.calibration_images,
+                        help="nncase calibration images: this many of make convert's, evenly spaced (N or all)")
+    parser.add_argument("--freeze-blocks", type=freeze_blocks_arg, default=None,
+                        help="conv blocks kept as initialized, their outputs computed once (N or auto = 0 with "
+                             f"bf16 instructions, else {FROZEN_BLOCKS_WITHOUT_BF16})")
     parser.add_argument("--no-reconstruct", dest="reconstruct", action="store_false",
                         help="initialize with the plain strongest channels (no least-squares refit)")
     parser.add_argument("--init-images", type=positive_int, default=KmodelOptions.init_images,
@@ -70,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         artifacts=args.artifacts, data=args.data, width=args.width, input_size=args.input_size,
         deployment=Deployment(args.deployment), max_gmacs=args.max_gmacs, epochs=args.epochs,
         learning_rate=args.learning_rate, warmup_epochs=args.warmup_epochs, temperature=args.temperature,
-        reconstruct=args.reconstruct, init_images=args.init_images,
+        reconstruct=args.reconstruct, init_images=args.init_images, freeze_blocks=args.freeze_blocks,
         precision=args.precision, calibrate_method=args.calibrate_method, calibration_images=args.calib_images,
         map_weight=args.map_weight, sim_images=args.sim_images,
         max_train=args.max_train, max_test=args.max_test, layout=args.layout, toolchain=args.toolchain,

@@ -15,6 +15,7 @@ from runtime.errors import ToolkitError
 log = logging.getLogger(__name__)
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+FROZEN_BLOCKS_WITHOUT_BF16 = 3  # --freeze-blocks auto in float32 (README: the AVX2 make kmodel run)
 
 
 def distill(student, train_rgb: np.ndarray, teacher_logits: np.ndarray, labels: np.ndarray, val_rgb: np.ndarray,
@@ -30,13 +31,23 @@ def distill(student, train_rgb: np.ndarray, teacher_logits: np.ndarray, labels: 
     held-out accuracy is measured as initialized and after each epoch, for the report. Returns that history
     (epoch 0 = as initialized).
     """
+    import keras
+
     from convert.head import predict_batched
     from convert.progress import progress
 
     use_maps = teacher_maps is not None and options.map_weight > 0
+    cut = f"block{options.freeze_blocks}_pool" if options.freeze_blocks else None
     trainer, teacher_maps = _trainer(student, teacher_maps if use_maps else None, options, teacher_logits.shape[1],
-                                     math.ceil(len(train_rgb) / options.batch_size))
-    dataset = _distillation_dataset(train_rgb, teacher_logits, labels, teacher_maps, options)
+                                     math.ceil(len(train_rgb) / options.batch_size), cut)
+    if cut is None:
+        dataset = _distillation_dataset(train_rgb, teacher_logits, labels, teacher_maps, options)
+    else:  # the frozen blocks' outputs, of each image and of its mirror image, computed once
+        prefix = keras.Model(student.input, student.get_layer(cut).output)
+        inputs = [predict_batched(prefix, images, dtype=np.float16) for images in (train_rgb, train_rgb[:, :, ::-1])]
+        log.info("blocks 1-%d frozen: their outputs computed once (%s each, of %d images and their mirror images)",
+                 options.freeze_blocks, "x".join(str(d) for d in inputs[0].shape[1:]), len(train_rgb))
+        dataset = _distillation_dataset(inputs, teacher_logits, labels, teacher_maps, options)
 
     def held_out_accuracy() -> float:
         return float(np.mean(predict_batched(student, val_rgb.astype(np.float32)).argmax(1) == val_labels))
@@ -51,9 +62,11 @@ def distill(student, train_rgb: np.ndarray, teacher_logits: np.ndarray, labels: 
     return history
 
 
-def _trainer(student, teacher_maps: np.ndarray | None, options: KmodelOptions, classes: int, steps_per_epoch: int):
+def _trainer(student, teacher_maps: np.ndarray | None, options: KmodelOptions, classes: int, steps_per_epoch: int,
+             cut: str | None = None):
     """The student compiled for distillation: Adam on the distillation loss (and, given teacher maps, the
-    map loss on its 1x1-conv maps), with :func:`learning_rate_schedule`.
+    map loss on its 1x1-conv maps), with :func:`learning_rate_schedule`. With ``cut`` (a pooling layer's name)
+    only the layers after it train, on its outputs as inputs (the layers are the student's own, shared).
 
     Returns:
         (the compiled trainer model, the teacher maps divided by their RMS as float16, or None).
@@ -64,13 +77,18 @@ def _trainer(student, teacher_maps: np.ndarray | None, options: KmodelOptions, c
     from convert.k210.student import LOGITS_LAYER, REDUCE_LAYER
 
     temperature, alpha = options.temperature, options.hard_label_weight
-    outputs = [student.get_layer(LOGITS_LAYER).output]
+    start, tensors = student.input, {layer.name: layer.output for layer in student.layers}
+    if cut is not None:  # the layers after the cut, called again on a new input: the same weights
+        names = [layer.name for layer in student.layers]
+        start = x = keras.Input(student.get_layer(cut).output.shape[1:], name=f"{cut}_outputs")
+        for layer in student.layers[names.index(cut) + 1:]:
+            x = tensors[layer.name] = layer(x)
+    outputs = [tensors[LOGITS_LAYER]]
     if teacher_maps is not None:
         rms = float(np.sqrt(np.mean(np.square(teacher_maps[:64].astype(np.float32))))) or 1.0
-        outputs.append(keras.layers.Rescaling(1.0 / rms, name="map_scale", dtype="float32")(
-            student.get_layer(REDUCE_LAYER).output))
+        outputs.append(keras.layers.Rescaling(1.0 / rms, name="map_scale", dtype="float32")(tensors[REDUCE_LAYER]))
         teacher_maps = (teacher_maps.astype(np.float32) / rms).astype(np.float16)
-    trainer = keras.Model(student.input, outputs)
+    trainer = keras.Model(start, outputs)
 
     def distillation_loss(y_true, y_pred):
         soft_teacher = tf.nn.softmax(y_true[:, :classes] / temperature)
@@ -85,27 +103,39 @@ def _trainer(student, teacher_maps: np.ndarray | None, options: KmodelOptions, c
     return trainer, teacher_maps
 
 
-def _distillation_dataset(train_rgb: np.ndarray, teacher_logits: np.ndarray, labels: np.ndarray,
+def _distillation_dataset(train_rgb: np.ndarray | list[np.ndarray], teacher_logits: np.ndarray, labels: np.ndarray,
                           teacher_maps: np.ndarray | None, options: KmodelOptions):
-    """Images with (teacher logits, one-hot labels) targets and the teacher maps, shuffled, flipped, batched."""
+    """Images with (teacher logits, one-hot labels) targets and the teacher maps, shuffled, flipped, batched.
+
+    ``train_rgb`` may instead be [inputs, inputs of the mirror images] (the frozen blocks' outputs): the coin
+    then picks one of the two instead of mirroring the pixels.
+    """
     import tensorflow as tf
 
     classes = teacher_logits.shape[1]
     targets = np.concatenate([teacher_logits, np.eye(classes, dtype=np.float32)[labels]], axis=1).astype(np.float32)
+    mirrored = isinstance(train_rgb, (list, tuple))
 
-    def flip(image, target, *maps):
-        # One coin per image flips the pixels and, with them, the teacher's maps (axis 1 = width).
+    def flip(*parts):
+        # One coin per image flips the pixels (or picks the mirror image's inputs) and, with them, the
+        # teacher's maps (axis 1 = width).
         flipped = tf.random.uniform([], seed=options.seed) < 0.5
-        image = tf.cast(image, tf.float32)
-        image = tf.cond(flipped, lambda: tf.reverse(image, [1]), lambda: image)
+        if mirrored:
+            (plain, mirror), (target, *maps) = parts[:2], parts[2:]
+            image = tf.cast(tf.cond(flipped, lambda: mirror, lambda: plain), tf.float32)
+        else:
+            (image, target, *maps) = parts
+            image = tf.cast(image, tf.float32)
+            image = tf.cond(flipped, lambda: tf.reverse(image, [1]), lambda: image)
         if not maps:
             return image, target
         fmap = tf.cast(maps[0], tf.float32)
         return image, (target, tf.cond(flipped, lambda: tf.reverse(fmap, [1]), lambda: fmap))
 
-    tensors = (train_rgb, targets, teacher_maps) if teacher_maps is not None else (train_rgb, targets)
+    tensors = (*train_rgb, targets) if mirrored else (train_rgb, targets)
+    tensors = (*tensors, teacher_maps) if teacher_maps is not None else tensors
     return (tf.data.Dataset.from_tensor_slices(tensors)
-            .shuffle(len(train_rgb), seed=options.seed, reshuffle_each_iteration=True)
+            .shuffle(len(targets), seed=options.seed, reshuffle_each_iteration=True)
             .map(flip)
             .batch(options.batch_size)
             .prefetch(2))
@@ -124,14 +154,15 @@ def learning_rate_schedule(options: KmodelOptions, steps_per_epoch: int):
                                                   warmup_target=options.learning_rate, warmup_steps=warmup)
 
 
-def teacher_outputs(teacher, layout, images_rgb: np.ndarray, maps: bool,
-                    dtype: str = "float32") -> tuple[np.ndarray, np.ndarray | None]:
+def teacher_outputs(teacher, layout, images_rgb: np.ndarray, maps: bool, dtype: str = "float32",
+                    tflite: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """The teacher's log-probabilities and, with ``maps``, its head's 1x1-conv maps (float16), in one pass.
 
     ``dtype`` is the Keras dtype policy the teacher's conv trunk runs in (its head stays float32): with
     "mixed_bfloat16" the pass takes half the time on a CPU with bf16 instructions, and the targets move
     little (on 125 training images: the same top-1 for all, max probability difference 0.004). In float32
-    the pass runs the same graph as a float TFLite model (:func:`_float_tflite_outputs`), which is faster.
+    the pass runs the same graph as a float TFLite model (:func:`_float_tflite_outputs`), which is faster
+    on many images; ``tflite=False`` keeps it in Keras (a few images: no conversion to pay for).
     """
     import keras
 
@@ -150,7 +181,7 @@ def teacher_outputs(teacher, layout, images_rgb: np.ndarray, maps: bool,
                                     reduced])
     else:
         both = keras.Model(pixels, [layout.head(features)])
-    if dtype == "float32":
+    if dtype == "float32" and tflite:
         parts = _float_tflite_outputs(both, images_rgb)
     else:
         parts = [both.predict_on_batch(images_rgb[i:i + 32].astype(np.float32))
@@ -250,6 +281,22 @@ def train_student(plan: Plan, layout, inputs, teacher_logits: np.ndarray, teache
                       None if teacher_maps is None else teacher_maps[fit])
     student.set_weights(trainee.get_weights())
     return student, init, history
+
+
+def frozen_blocks(asked: int | None, dtype: str, blocks: int, initialized: bool = True) -> int:
+    """How many conv blocks the distillation keeps as initialized (see :attr:`KmodelOptions.freeze_blocks`):
+    ``asked``, or for None :data:`FROZEN_BLOCKS_WITHOUT_BF16` where the distillation runs in float32 (no bf16
+    instructions), at most all but the last block, and 0 in bfloat16 or when the student was not
+    ``initialized`` from the teacher's conv blocks (a brought model without VGG blocks: random filters).
+
+    Raises:
+        ToolkitError: ``asked`` leaves no conv block to train.
+    """
+    if asked is None:
+        return 0 if dtype != "float32" or not initialized else min(FROZEN_BLOCKS_WITHOUT_BF16, blocks - 1)
+    if not 0 <= asked < blocks:
+        raise ToolkitError(f"--freeze-blocks {asked}: the student has blocks 1-{blocks}; freeze 0-{blocks - 1} of them")
+    return asked
 
 
 def training_dtype(precision: Precision, cpuinfo: Path = Path("/proc/cpuinfo")) -> str:

@@ -58,6 +58,9 @@ class KmodelOptions:
         warmup_epochs: Epochs over which the learning rate rises linearly from 0 to ``learning_rate`` before
             the cosine decay (Adam's first steps at full rate knock the refit student off its init).
         batch_size: Training batch size.
+        freeze_blocks: Conv blocks (from the first) kept as initialized: their outputs, of every training image
+            and of its mirror image, are computed once and only the later layers train on them (0 = all train).
+            None = the CPU decides: 0 where it has bf16 instructions, else :data:`FROZEN_BLOCKS_WITHOUT_BF16`.
         reconstruct: Refit each narrowed layer by least squares to the teacher's (False: plain strongest channels).
         init_images: Training images (seeded sample) the initialization is fit on; each gives thousands of
             positions. 128 instead of 32 costs ~35 s here and lifts the initialized student's test accuracy
@@ -69,9 +72,10 @@ class KmodelOptions:
             minimizes the squared error of each histogram; a second calibration pass), "no_clip" (min/max),
             "kld_m0", "kld_m1", "kld_m2", "cdf".
         calibration_images: How many of ``make convert``'s calibration images nncase calibrates on (evenly
-            spaced over its class-sorted list, so the classes stay balanced); None = all. nncase's calibration
-            runs its reference evaluator on one core, once per image and pass (``l2`` makes two): about 2 s an
-            image and pass for the x0.375 variant at 224 here, most of the compile.
+            spaced over its class-sorted list, so the classes stay balanced); None = all (200 by default).
+            nncase's calibration runs its reference evaluator on one core, once per image and pass (``l2``
+            makes two): about 2 s an image and pass for the x0.375 variant at 224 here, most of the compile;
+            100 halve it (README: the AVX2 make kmodel run).
         map_weight: Weight of the loss pulling the student's 1x1-conv maps to the teacher's (0 = logits only;
             used when the student has the teacher head's 1x1 conv; at another input size than the teacher's,
             the teacher's maps are area-resized to the student's grid).
@@ -96,11 +100,12 @@ class KmodelOptions:
     learning_rate: float = 1.5e-4
     warmup_epochs: float = 1.0
     batch_size: int = 32
+    freeze_blocks: int | None = None
     reconstruct: bool = True
     init_images: int = 128
     precision: Precision = Precision.AUTO
     calibrate_method: CalibrateMethod = CalibrateMethod.L2
-    calibration_images: int | None = None
+    calibration_images: int | None = 100
     map_weight: float = 1.0
     sim_images: int | None = QUICK_CHECK_IMAGES
     max_train: int | None = None

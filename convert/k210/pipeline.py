@@ -25,8 +25,17 @@ import numpy as np
 
 from calibration.select import load_calibration_images, read_manifest
 from convert.artifacts import sha256_file
+from convert.k210 import teacher_cache
 from convert.k210.compile import KmodelInput, compile_kmodel, toolchain_python, toolchain_route
-from convert.k210.distill import load_teacher, rebuilt, resize_maps, teacher_outputs, train_student, training_dtype
+from convert.k210.distill import (
+    frozen_blocks,
+    load_teacher,
+    rebuilt,
+    resize_maps,
+    teacher_outputs,
+    train_student,
+    training_dtype,
+)
 from convert.k210.options import KmodelOptions
 from convert.k210.plan import VGG_BLOCKS, Plan, largest_fitting, plan_vgg
 from convert.k210.report import checked_dataset, decode_checked, float_test_scores, measure, write_report
@@ -37,6 +46,7 @@ from convert.schema import (
     K210_WORK_DIR,
     KERAS_FILE,
     KMODEL_FILE,
+    TEACHER_TARGETS_FILE,
     KmodelRecord,
     Provenance,
     read_conversion,
@@ -121,6 +131,7 @@ class Inputs:
     train_rgb: np.ndarray  # at the student's size
     teacher_rgb: np.ndarray  # at the teacher's size (the same array when the sizes agree)
     train_labels: np.ndarray
+    train_files: list[str]  # paths relative to the data root, in the rows' order
     fit_index: np.ndarray
     held_out: np.ndarray
     test_rgb: np.ndarray
@@ -156,6 +167,7 @@ def load_inputs(options: KmodelOptions, provenance: Provenance, size: int, teach
                               options.seed, trained_here=provenance.head not in BROUGHT_HEADS
                               or provenance.retrained_head is not None)
     return Inputs(train_rgb=train_rgb, teacher_rgb=teacher_rgb, train_labels=dataset.train.labels,
+                  train_files=[path.relative_to(dataset.root).as_posix() for path in dataset.train.paths],
                   fit_index=np.setdiff1d(np.arange(len(train_rgb)), held_out), held_out=held_out,
                   test_rgb=decode_checked(dataset.test.paths, spec, "decode test"), test_labels=dataset.test.labels,
                   calibration=calibration)
@@ -199,10 +211,13 @@ def run(options: KmodelOptions) -> dict:
     keras.utils.set_random_seed(options.seed)
     dtype = training_dtype(options.precision)
     teacher, layout = load_teacher(teacher_path, plan, brought)
+    frozen = frozen_blocks(options.freeze_blocks, dtype, plan.blocks, initialized=layout.trunk is not None)
+    options = replace(options, freeze_blocks=frozen)
     use_maps = options.map_weight > 0 and plan.reduce_channels > 0
     if options.map_weight > 0 and not use_maps:
         log.info("feature-map loss off: the student has no 1x1 head conv to match the teacher's")
-    teacher_logits, teacher_maps = _teacher_targets(teacher, layout, inputs, use_maps, dtype, plan.feature_side)
+    teacher_logits, teacher_maps, targets_from = _teacher_targets(teacher, layout, inputs, use_maps, dtype,
+                                                                  plan.feature_side, artifacts)
     _timed(options, "teacher outputs", started)
 
     started = time.perf_counter()
@@ -219,7 +234,8 @@ def run(options: KmodelOptions) -> dict:
     report = {
         "plan": _plan_section(plan),
         "init": _init_section(init, options),
-        "distillation": _distillation_section(options, use_maps, dtype, inputs, history, teacher_path),
+        "distillation": _distillation_section(options, use_maps, dtype, inputs, history, teacher_path,
+                                              targets_from),
         "kmodel": _kmodel_section(kmodel, compiled, inputs, kmodel_input, metadata, options),
         "options": {key: (value.value if isinstance(value, Enum) else str(value) if isinstance(value, Path)
                           else value)
@@ -235,21 +251,43 @@ def run(options: KmodelOptions) -> dict:
     return report
 
 
-def _teacher_targets(teacher, layout, inputs: Inputs, use_maps: bool, dtype: str,
-                     side: int) -> tuple[np.ndarray, np.ndarray | None]:
+def _teacher_targets(teacher, layout, inputs: Inputs, use_maps: bool, dtype: str, side: int,
+                     artifacts: Path) -> tuple[np.ndarray, np.ndarray | None, str]:
     """The teacher's outputs (and maps, on the student's grid) for the images the student is fit on: the
-    held-out ones are only scored by their labels, so the teacher's pass skips them (a tenth of it). Rows of
-    held-out images are NaN (logits) and 0 (maps): the arrays keep the training set's positions."""
+    ones ``make convert`` cached (convert/k210/teacher_cache.py) when they match the teacher's own outputs on
+    a few probe images, else a pass of the teacher. The held-out images are only scored by their labels, so
+    the pass skips them (a tenth of it). Rows of held-out images are NaN (logits) and 0 (maps): the arrays
+    keep the training set's positions.
+
+    Returns:
+        (logits, maps or None, where they came from: a line for the report).
+    """
     fit = inputs.fit_index
-    logits, maps = teacher_outputs(teacher, layout, inputs.teacher_rgb[fit], use_maps, dtype)
+    cached = teacher_cache.read(artifacts, [inputs.train_files[i] for i in fit], use_maps)
+    targets_from = "the teacher's pass"
+    if cached is not None:
+        probe = np.array(spread(list(range(len(fit))), teacher_cache.PROBE_IMAGES))
+        fresh = teacher_outputs(teacher, layout, inputs.teacher_rgb[fit[probe]], use_maps, tflite=False)
+        mismatch = teacher_cache.check((cached[0][probe], None if cached[1] is None else cached[1][probe]), fresh)
+        if mismatch is None:
+            logits, maps = cached
+            targets_from = (f"make convert's cache ({TEACHER_TARGETS_FILE}), checked against the teacher on "
+                            f"{len(probe)} images")
+        else:
+            log.info("%s: %s on %d probe images: not used; the teacher runs on the training images",
+                     artifacts / TEACHER_TARGETS_FILE, mismatch, len(probe))
+            cached = None
+    if cached is None:
+        logits, maps = teacher_outputs(teacher, layout, inputs.teacher_rgb[fit], use_maps, dtype)
+    log.info("teacher targets: %s", targets_from)
     all_logits = np.full((len(inputs.teacher_rgb), logits.shape[1]), np.nan, np.float32)
     all_logits[fit] = logits
     if maps is None:
-        return all_logits, None
+        return all_logits, None, targets_from
     maps = resize_maps(maps, side)
     all_maps = np.zeros((len(inputs.teacher_rgb), *maps.shape[1:]), maps.dtype)
     all_maps[fit] = maps
-    return all_logits, all_maps
+    return all_logits, all_maps, targets_from
 
 
 def _plan_from_artifacts(options: KmodelOptions, teacher_path: Path):
@@ -304,12 +342,13 @@ def _init_section(init, options: KmodelOptions) -> dict:
 
 
 def _distillation_section(options: KmodelOptions, use_maps: bool, dtype: str, inputs: Inputs, history: list[dict],
-                          teacher_path: Path) -> dict:
+                          teacher_path: Path, targets_from: str) -> dict:
     return {"epochs": options.epochs, "temperature": options.temperature,
             "hard_label_weight": options.hard_label_weight, "learning_rate": options.learning_rate,
             "map_weight": options.map_weight if use_maps else 0.0,
-            "dtype_policy": dtype, "teacher_dtype_policy": dtype,
-            "warmup_epochs": options.warmup_epochs,
+            "dtype_policy": dtype, "teacher_dtype_policy": dtype if targets_from.startswith("the teacher")
+            else "float32", "teacher_targets": targets_from,
+            "warmup_epochs": options.warmup_epochs, "frozen_blocks": options.freeze_blocks,
             "schedule": "linear warm-up, cosine decay to 0, last epoch kept" if options.warmup_epochs
             else "cosine decay to 0, last epoch kept",
             "fit_images": int(len(inputs.fit_index)), "held_out_images": int(len(inputs.held_out)),

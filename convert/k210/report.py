@@ -234,7 +234,10 @@ def render_markdown(report: dict) -> str:
         f"Accuracy gap to the full float model: goal <= {100 * r['goal_accuracy_gap']:.0f} points: "
         f"{_verdict(r['meets_accuracy_goal'], r)}.", "",
         f"Initialization: {report['init']['method']} (dense layer {report['init']['dense']}). Distillation: "
-        f"{d['epochs']} epochs in {d['dtype_policy']}. Held-out accuracy "
+        f"{d['epochs']} epochs in {d['dtype_policy']}"
+        + (f", blocks 1-{d['frozen_blocks']} frozen as initialized" if d.get("frozen_blocks") else "")
+        + (f"; teacher targets: {d['teacher_targets']}" if d.get("teacher_targets") else "")
+        + ". Held-out accuracy "
         f"({d['held_out_images']} training images) by epoch: "
         + ", ".join(f"{h['epoch']}: {_pct(h['val_accuracy'])}" for h in d["history"]) + ".", "",
         f"kmodel: {k['bytes']:,} bytes (V5), uint8 PTQ on {k['calibration_images']} calibration images "

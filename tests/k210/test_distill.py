@@ -9,6 +9,7 @@ from convert.config import HeadKind
 from convert.k210.options import KmodelOptions
 from convert.k210.plan import plan_vgg
 from convert.k210.student import build_student, teacher_layout
+from runtime.errors import ToolkitError
 
 
 @pytest.mark.parametrize("map_weight,dtype", [(0.0, None), (1.0, None), (1.0, "mixed_bfloat16")])
@@ -30,6 +31,43 @@ def test_distill_trains_the_student(map_weight, dtype):
     assert history[0]["loss"] is None and all(np.isfinite(entry["loss"]) for entry in history[1:])
     assert any(not np.array_equal(a, b) for a, b in zip(before, student.get_weights()))
     assert "map_scale" not in [layer.name for layer in student.layers]  # the training-only layer stays out
+
+
+@pytest.mark.parametrize("map_weight", [0.0, 1.0])
+def test_frozen_blocks_stay_as_initialized_and_the_rest_trains(map_weight):
+    """--freeze-blocks 2: blocks 1-2 keep their weights, every later layer moves (trained on the frozen
+    blocks' cached outputs and their mirror images')."""
+    from convert.k210.distill import distill
+
+    plan = plan_vgg("vgg16", 0.125, 32, 2, blocks=4, reduce_channels=128)
+    student = build_student(plan)
+    before = {layer.name: [w.copy() for w in layer.get_weights()] for layer in student.layers if layer.get_weights()}
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (16, 32, 32, 3)).astype(np.uint8)
+    labels = np.arange(16) % 2
+    teacher_logits = np.where(np.eye(2)[labels] > 0, 2.0, -2.0).astype(np.float32)
+    maps = np.abs(rng.normal(size=(16, 2, 2, 128))).astype(np.float16)
+    options = KmodelOptions(artifacts=None, epochs=2, batch_size=8, map_weight=map_weight, freeze_blocks=2)
+    history = distill(student, images, teacher_logits, labels, images[:4], labels[:4], options,
+                      maps if map_weight else None)
+    assert len(history) == 3 and all(np.isfinite(entry["loss"]) for entry in history[1:])
+    for name, weights in before.items():
+        moved = any(not np.array_equal(a, b) for a, b in zip(weights, student.get_layer(name).get_weights()))
+        frozen = name.startswith(("block1_", "block2_", "caffe_preprocess"))
+        assert moved != frozen, name
+    assert len(student.layers) == len(build_student(plan).layers)  # no training-only layer left in it
+
+
+def test_frozen_blocks_follow_the_cpu():
+    from convert.k210.distill import FROZEN_BLOCKS_WITHOUT_BF16, frozen_blocks
+
+    assert frozen_blocks(None, "mixed_bfloat16", 4) == 0  # the distillation fits in time with bf16
+    assert frozen_blocks(None, "float32", 4) == FROZEN_BLOCKS_WITHOUT_BF16
+    assert frozen_blocks(3, "mixed_bfloat16", 4) == 3 and frozen_blocks(0, "float32", 4) == 0
+    assert frozen_blocks(None, "float32", 1) == 0  # never every block: something must train
+    assert frozen_blocks(None, "float32", 5, initialized=False) == 0  # random filters are not kept
+    with pytest.raises(ToolkitError, match="blocks 1-4"):
+        frozen_blocks(4, "float32", 4)
 
 
 @pytest.mark.parametrize("warmup_epochs", [0.0, 1.0])
@@ -142,23 +180,64 @@ def test_native_bfloat16_moves_the_teacher_less_than_its_bound(make_teacher, hea
     assert np.abs(np.exp(logits_bf16) - expected).max() < BF16_NATIVE_MAX_DRIFT
 
 
-def test_the_teacher_pass_skips_the_held_out_images(monkeypatch):
-    """make kmodel's teacher pass runs on the images the student is fit on only; the held-out rows stay empty."""
+def _pipeline_inputs(count: int = 10):
+    from convert.k210 import pipeline
+
+    images = np.arange(count, dtype=np.uint8)[:, None, None, None] * np.ones((1, 8, 8, 3), np.uint8)
+    fit, held = np.array([0, 1, 2, 4, 5, 6, 8, 9]), np.array([3, 7])
+    return pipeline.Inputs(train_rgb=images, teacher_rgb=images, train_labels=np.zeros(count, np.int64),
+                           train_files=[f"train/cat/{i}.jpg" for i in range(count)], fit_index=fit, held_out=held,
+                           test_rgb=images[:2], test_labels=np.zeros(2, np.int64), calibration=images[:2])
+
+
+def _fake_teacher(seen: list):
+    """Stands in for distill.teacher_outputs: the log-probabilities and maps are functions of the pixel value."""
+
+    def outputs(teacher, layout, images, maps, dtype="float32", tflite=True):
+        seen.append((images[:, 0, 0, 0].tolist(), tflite))
+        value = images[:, 0, 0, 0].astype(np.float32)
+        probs = np.stack([1 / (2 + value), (1 + value) / (2 + value)], axis=1)
+        return np.log(probs), (value[:, None, None, None] * np.ones((1, 4, 4, 3))).astype(np.float16)
+    return outputs
+
+
+def test_the_teacher_pass_skips_the_held_out_images(monkeypatch, tmp_path):
+    """make kmodel's teacher pass (no cache from make convert) runs on the images the student is fit on only;
+    the held-out rows stay empty."""
     from convert.k210 import pipeline
 
     seen = []
-
-    def outputs(teacher, layout, images, maps, dtype):
-        seen.append(images[:, 0, 0, 0].tolist())
-        return np.log(np.full((len(images), 2), 0.5, np.float32)), np.ones((len(images), 4, 4, 3), np.float16)
-
-    monkeypatch.setattr(pipeline, "teacher_outputs", outputs)
-    images = np.arange(10, dtype=np.uint8)[:, None, None, None] * np.ones((1, 8, 8, 3), np.uint8)
-    fit, held = np.array([0, 1, 2, 4, 5, 6, 8, 9]), np.array([3, 7])
-    inputs = pipeline.Inputs(train_rgb=images, teacher_rgb=images, train_labels=np.zeros(10, np.int64),
-                             fit_index=fit, held_out=held, test_rgb=images[:2], test_labels=np.zeros(2, np.int64),
-                             calibration=images[:2])
-    logits, maps = pipeline._teacher_targets(None, None, inputs, True, "float32", 2)
-    assert seen == [fit.tolist()]
+    monkeypatch.setattr(pipeline, "teacher_outputs", _fake_teacher(seen))
+    inputs = _pipeline_inputs()
+    fit, held = inputs.fit_index, inputs.held_out
+    logits, maps, source = pipeline._teacher_targets(None, None, inputs, True, "float32", 2, tmp_path)
+    assert seen == [(fit.tolist(), True)] and source == "the teacher's pass"
     assert np.isnan(logits[held]).all() and not np.isnan(logits[fit]).any()
-    assert maps.shape == (10, 2, 2, 3) and (maps[held] == 0).all() and (maps[fit] == 1).all()
+    assert maps.shape == (10, 2, 2, 3) and (maps[held] == 0).all() and (maps[fit] == fit[:, None, None, None]).all()
+
+
+@pytest.mark.parametrize("stale", [False, True])
+def test_make_converts_cached_targets_are_used_only_when_the_teacher_agrees(monkeypatch, tmp_path, stale):
+    """With make convert's teacher_targets.npz the teacher runs (in Keras) on the probe images only; a cache
+    that disagrees with it there (another model, decode or data) is dropped for the full pass."""
+    from convert.k210 import pipeline, teacher_cache
+
+    seen = []
+    monkeypatch.setattr(pipeline, "teacher_outputs", _fake_teacher(seen))
+    inputs = _pipeline_inputs()
+    order = np.arange(10)[::-1]  # the cache's own order: rows are found by file name
+    cached_logits, cached_maps = _fake_teacher([])(None, None, inputs.train_rgb[order], True)
+    if stale:
+        cached_logits = cached_logits[:, ::-1].copy()
+    teacher_cache.write(tmp_path, {"log_probs": cached_logits, "maps": cached_maps},
+                        [inputs.train_files[i] for i in order])
+    logits, maps, source = pipeline._teacher_targets(None, None, inputs, True, "float32", 4, tmp_path)
+    probe_images = inputs.fit_index[np.array(pipeline.spread(list(range(8)), teacher_cache.PROBE_IMAGES))].tolist()
+    if stale:
+        assert seen == [(probe_images, False), (inputs.fit_index.tolist(), True)]
+        assert source == "the teacher's pass"
+    else:
+        assert seen == [(probe_images, False)] and source.startswith("make convert's cache")
+    expected, _ = _fake_teacher([])(None, None, inputs.train_rgb, True)
+    np.testing.assert_allclose(logits[inputs.fit_index], expected[inputs.fit_index], atol=1e-6)
+    assert (maps[inputs.fit_index] == inputs.fit_index[:, None, None, None]).all()

@@ -99,13 +99,14 @@ def test_make_kmodel_end_to_end_on_a_small_run(toolchain, shared_data, tmp_path,
     from convert.schema import K210_LABELS_HEADER as LABELS_HEADER
     from convert.schema import K210_REPORT_JSON as REPORT_JSON
     from convert.schema import K210_REPORT_MD as REPORT_MD
-    from convert.schema import KMODEL_FILE
+    from convert.schema import KMODEL_FILE, TEACHER_TARGETS_FILE
 
     out = tmp_path / "out"
     assert convert_main(["--data", str(shared_data), "--input-size", "64", "--max-train", "30", "--max-test", "10",
                          "--calib", "10", "--epochs", "2", "--float-tflite-eval", "4", "--debug-images", "2",
                          "--min-agreement", "0", "--weights", "hed", "--out", str(out)]) == 0
     capsys.readouterr()
+    assert (out / TEACHER_TARGETS_FILE).is_file()
     # The student at another input size than the teacher's (64): init at 64, distilled at 80 with the
     # teacher's 4x4 maps resized to its 5x5 grid.
     assert kmodel_main(["--artifacts", str(out), "--width", "0.25", "--input-size", "80", "--epochs", "1",
@@ -121,6 +122,8 @@ def test_make_kmodel_end_to_end_on_a_small_run(toolchain, shared_data, tmp_path,
     assert report["init"]["images"] == min(128, report["distillation"]["fit_images"])  # all there are, here
     assert report["distillation"]["warmup_epochs"] == 1.0
     assert report["distillation"]["map_weight"] == 1.0
+    # make convert's teacher outputs, checked against the teacher on probe images, instead of its pass
+    assert report["distillation"]["teacher_targets"].startswith("make convert's cache")
     assert report["distillation"]["dtype_policy"] == training_dtype("auto")  # bf16 only on a CPU with bf16
     assert report["kmodel"]["calibrate_method"] == "l2"  # the default; its second calibration pass ran
     results = report["results"]
