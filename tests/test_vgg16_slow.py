@@ -30,9 +30,10 @@ def test_end_to_end_cli_is_deterministic(shared_data, tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     expected = {"model_float.keras", "model_float.tflite", "model_int8.tflite", "labels.txt", "metadata.json",
                 "calibration_manifest.json", "drift_report.json", "drift_report.md", "drift_confusion.png",
-                "drift_prob_diff.png", "drift_layers.png"}
+                "drift_prob_diff.png", "drift_layers.png", "teacher_targets.npz"}
     assert {p.name for p in a.iterdir()} == expected
     assert compare_artifacts(a, b) == []  # same model bytes, same metadata.json apart from timings
+    assert (a / "teacher_targets.npz").read_bytes() == (b / "teacher_targets.npz").read_bytes()  # for make kmodel
     assert (a / "labels.txt").read_text() == "cat\ndog\n"
     metadata = json.loads((a / "metadata.json").read_text())
     assert metadata["input"] == {"height": 32, "width": 32, "channels": 3, "color_order": "RGB", "pixel_range": [0, 255],
