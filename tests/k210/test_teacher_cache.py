@@ -57,3 +57,24 @@ def test_the_check_allows_float_noise_and_nothing_more():
     assert "maps differ" in teacher_cache.check(cached, (targets["log_probs"], other["maps"]))
     assert "classes cached" in teacher_cache.check(cached, (np.zeros((6, 3), np.float32), None))
     assert teacher_cache.check((targets["log_probs"], None), (targets["log_probs"], other["maps"])) is None
+
+
+@pytest.mark.parametrize("kind, maps", [("gap", False), ("block4-conv", True)])
+def test_make_converts_targets_are_the_models_outputs_on_the_features(kind, maps):
+    """convert.head.teacher_targets: the tail's log-probabilities on the block4 features, and the 1x1-conv maps
+    only for a head that has that conv."""
+    import keras
+
+    from convert.config import HeadKind
+    from convert.head import REDUCE_LAYER, TrainResult, build_head, teacher_targets
+
+    head = build_head(HeadKind(kind), (None, None, 16), 2, 0.3, 0.0, 0)
+    features_in = keras.Input((2, 2, 16))
+    tail = keras.Model(features_in, head(features_in))
+    features = np.random.default_rng(0).uniform(0, 2, (40, 2, 2, 16)).astype(np.float32)
+    targets = teacher_targets(TrainResult(head=head, tail=tail, history={}, fine_tuned=False), features)
+    np.testing.assert_allclose(np.exp(targets["log_probs"]), tail.predict_on_batch(features), atol=1e-6)
+    assert ("maps" in targets) == maps
+    if maps:
+        expected = keras.Model(head.input, head.get_layer(REDUCE_LAYER).output).predict_on_batch(features)
+        np.testing.assert_allclose(targets["maps"].astype(np.float32), expected, rtol=2e-3, atol=1e-3)
