@@ -136,7 +136,6 @@ def _main(args: argparse.Namespace) -> int:
     path = write_json_atomic(args.artifacts / BENCH_FILE, report)
     for name, value in report["ratios"].items():
         print(f"{name:34s} {value:.3f}")
-    print(report["machine"]["cpu"]["notice"])
     print(f"written {path}")
     return 0
 

@@ -13,6 +13,7 @@ from convert.config import HeadKind
 log = logging.getLogger(__name__)
 
 FEATURE_BATCH = 32  # images per forward pass when caching features: fills both cores, bounded memory
+REDUCE_LAYER = "reduce"  # the block4-conv head's 1x1 convolution (make kmodel distills its maps)
 BLOCK4_HEAD_WIDTH = 128  # 1x1 conv channels of the block4-conv head (hed weights: 128 and 256 within noise)
 
 
@@ -46,7 +47,7 @@ def build_head(kind: HeadKind, input_shape: tuple, n_classes: int, dropout: floa
                                name="fc")(x)
     elif kind is HeadKind.BLOCK4_CONV:
         x = keras.layers.Conv2D(BLOCK4_HEAD_WIDTH, 1, activation="relu", kernel_regularizer=regularizer,
-                                kernel_initializer=init, name="reduce")(features)
+                                kernel_initializer=init, name=REDUCE_LAYER)(features)
         x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     else:
         raise ValueError(f"no trainable head for {kind}")
@@ -196,9 +197,6 @@ def train_head(
                        history={k: [float(v) for v in vals] for k, vals in history.history.items()})
 
 
-REDUCE_LAYER = "reduce"  # the block4-conv head's 1x1 convolution (make kmodel distills its maps)
-
-
 def teacher_targets(result: TrainResult, features: np.ndarray) -> dict[str, np.ndarray]:
     """What ``make kmodel`` distills from, on the images of ``features`` (the cached block4 features the head
     was trained on): the float model's log-probabilities and, for a head on block4 with a 1x1 conv (block4-conv),
@@ -207,11 +205,9 @@ def teacher_targets(result: TrainResult, features: np.ndarray) -> dict[str, np.n
     import keras
 
     head = result.head
-    outputs = [result.tail.output]
-    names = {layer.name for layer in head.layers}
-    maps = REDUCE_LAYER in names and head_reads_block4(result)
+    maps = REDUCE_LAYER in {layer.name for layer in head.layers} and head_reads_block4(result)
     model = keras.Model(head.input, [head.output, head.get_layer(REDUCE_LAYER).output]) if maps else \
-        keras.Model(result.tail.input, outputs)
+        keras.Model(result.tail.input, [result.tail.output])
     parts = [model.predict_on_batch(features[start:start + FEATURE_BATCH])
              for start in range(0, len(features), FEATURE_BATCH)]
     parts = [part if isinstance(part, (list, tuple)) else [part] for part in parts]

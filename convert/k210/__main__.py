@@ -17,17 +17,19 @@ from convert.k210.pipeline import run
 from convert.k210.plan import Deployment
 from convert.k210.report import render_markdown, sim_images_arg
 from convert.schema import DEFAULT_ARTIFACTS
-from runtime.argtypes import non_negative_float, positive_count_or_all, positive_float, positive_int
+from runtime.argtypes import (
+    non_negative_float,
+    non_negative_int,
+    positive_count_or_all,
+    positive_float,
+    positive_int,
+)
 from runtime.cli import run_main
 
 
 def freeze_blocks_arg(text: str) -> int | None:
     """``--freeze-blocks``: a count of conv blocks (0 or more) or "auto" (None: the CPU decides)."""
-    if text == "auto":
-        return None
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number of conv blocks (0 = none) or 'auto'")
-    return int(text)
+    return None if text == "auto" else non_negative_int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:

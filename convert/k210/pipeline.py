@@ -162,12 +162,13 @@ def load_inputs(options: KmodelOptions, provenance: Provenance, size: int, teach
     items = spread(read_manifest(artifacts / provenance.calibration.manifest), options.calibration_images)
     # RGB 0..255 (raw normalization), as uint8: the kmodel's input type
     calibration = load_calibration_images(items, dataset.root, spec).astype(np.uint8)
-    position = {p.relative_to(dataset.root).as_posix(): i for i, p in enumerate(dataset.train.paths)}
+    train_files = [path.relative_to(dataset.root).as_posix() for path in dataset.train.paths]
+    position = {file: i for i, file in enumerate(train_files)}
     held_out = held_out_index(dataset.train.labels, {position[i.file] for i in items if i.file in position},
                               options.seed, trained_here=provenance.head not in BROUGHT_HEADS
                               or provenance.retrained_head is not None)
     return Inputs(train_rgb=train_rgb, teacher_rgb=teacher_rgb, train_labels=dataset.train.labels,
-                  train_files=[path.relative_to(dataset.root).as_posix() for path in dataset.train.paths],
+                  train_files=train_files,
                   fit_index=np.setdiff1d(np.arange(len(train_rgb)), held_out), held_out=held_out,
                   test_rgb=decode_checked(dataset.test.paths, spec, "decode test"), test_labels=dataset.test.labels,
                   calibration=calibration)
@@ -251,6 +252,9 @@ def run(options: KmodelOptions) -> dict:
     return report
 
 
+TEACHER_PASS = "the teacher's pass"  # the report's teacher_targets when no cache was used
+
+
 def _teacher_targets(teacher, layout, inputs: Inputs, use_maps: bool, dtype: str, side: int,
                      artifacts: Path) -> tuple[np.ndarray, np.ndarray | None, str]:
     """The teacher's outputs (and maps, on the student's grid) for the images the student is fit on: the
@@ -264,7 +268,7 @@ def _teacher_targets(teacher, layout, inputs: Inputs, use_maps: bool, dtype: str
     """
     fit = inputs.fit_index
     cached = teacher_cache.read(artifacts, [inputs.train_files[i] for i in fit], use_maps)
-    targets_from = "the teacher's pass"
+    targets_from = TEACHER_PASS
     if cached is not None:
         probe = np.array(spread(list(range(len(fit))), teacher_cache.PROBE_IMAGES))
         fresh = teacher_outputs(teacher, layout, inputs.teacher_rgb[fit[probe]], use_maps, tflite=False)
@@ -346,8 +350,8 @@ def _distillation_section(options: KmodelOptions, use_maps: bool, dtype: str, in
     return {"epochs": options.epochs, "temperature": options.temperature,
             "hard_label_weight": options.hard_label_weight, "learning_rate": options.learning_rate,
             "map_weight": options.map_weight if use_maps else 0.0,
-            "dtype_policy": dtype, "teacher_dtype_policy": dtype if targets_from.startswith("the teacher")
-            else "float32", "teacher_targets": targets_from,
+            "dtype_policy": dtype, "teacher_dtype_policy": dtype if targets_from == TEACHER_PASS else "float32",
+            "teacher_targets": targets_from,
             "warmup_epochs": options.warmup_epochs, "frozen_blocks": options.freeze_blocks,
             "schedule": "linear warm-up, cosine decay to 0, last epoch kept" if options.warmup_epochs
             else "cosine decay to 0, last epoch kept",

@@ -68,7 +68,7 @@ def run_on_qemu(program: Path, kmodel: Path, inputs_uint8: np.ndarray, work: Pat
     with ThreadPoolExecutor(processes) as pool:
         parts = list(pool.map(lambda job: _qemu_job(program, kmodel, inputs_uint8[job[0]], job[1], output_shape),
                               zip(shares, folders)))
-    return np.concatenate(parts) if parts else np.zeros((0, *output_shape), np.float32)
+    return np.concatenate(parts)
 
 
 def _qemu_job(program: Path, kmodel: Path, inputs_uint8: np.ndarray, work: Path, output_shape: tuple) -> np.ndarray:

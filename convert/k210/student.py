@@ -22,12 +22,12 @@ import numpy as np
 
 from convert.backbone import caffe_preprocess_layer, preprocess_layer
 from convert.config import Preprocess
+from convert.head import REDUCE_LAYER  # the block4-conv head's 1x1 convolution, re-exported for make kmodel
 from convert.k210.plan import VGG_BLOCKS, Plan, scaled_channels
 from runtime.errors import ToolkitError
 
 LOGITS_LAYER = "logits"
 PROBS_LAYER = "predictions"
-REDUCE_LAYER = "reduce"  # the block4-conv head's 1x1 convolution (convert/head.py)
 NORMALIZE_LAYER = "caffe_preprocess"
 HEAD_LAYER = "head"
 
