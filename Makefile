@@ -51,11 +51,20 @@ N ?= 20
 FIRMWARE_CACHE ?= $(K210_DIR)/firmware
 K210_VENDOR ?= ../shared/vendor/k210
 FIRMWARE_VENDOR_ARG = $(if $(wildcard $(K210_VENDOR)),--vendor "$(K210_VENDOR)")
+# make pi-check: the Debian bookworm arm64 roots' cache (outside the repository), the device install (apt:
+# apt's OpenCV/NumPy/Pillow as firmware_notes/raspberry_pi.md tells a Pi user, plus the PyPI route; pypi: a
+# minimal root with the PyPI route only, which make test builds), the Pi whose CPU qemu emulates, and the
+# video frames and photos compared (taken from DEMO_IMAGES).
+PI_ROOT ?= $(HOME)/.cache/vgg-edge/pi-root
+PI_ROUTE ?= apt
+PI_BOARD ?= pi4
+PI_FRAMES ?= 50
+PI_IMAGES ?= 20
 # make firmware-toolchain's steps (make test and make test-firmware run them too, failures tolerated)
 FIRMWARE_TOOLCHAIN = scripts/k210_firmware_toolchain.sh "$(FIRMWARE_CACHE)" && \
 	$(PY) -m convert.k210.firmware --libraries --cache "$(FIRMWARE_CACHE)" $(FIRMWARE_VENDOR_ARG)
 
-.PHONY: help venv convert drift test test-fast bench bench-runtime camera camera-help demo-video k210-toolchain kmodel kmodel-report firmware-toolchain firmware flash kmodel-riscv-check test-firmware clean
+.PHONY: help venv convert drift test test-fast bench bench-runtime camera camera-help demo-video pi-root pi-check k210-toolchain kmodel kmodel-report firmware-toolchain firmware flash kmodel-riscv-check test-firmware clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -76,13 +85,17 @@ convert: $(STAMP)  ## train (or bring: MODEL / HEAD_MODEL + PREPROCESS), quantiz
 		$(if $(PREPROCESS),--preprocess $(PREPROCESS)) $(if $(OUTPUT),--output $(OUTPUT)) \
 		$(if $(LABELS),--labels "$(LABELS)") $(ARGS)
 
-test: $(STAMP)  ## the whole suite: fast unit tests, the slow real-VGG16 drift tests, the K210 firmware builds (builds the K210 toolchains too)
+test: $(STAMP)  ## the whole suite: fast unit tests, the slow real-VGG16 drift tests, the K210 firmware builds, the arm64 runtime check (builds the K210 toolchains and a minimal arm64 root too)
 	@# Without the toolchain the nncase tests skip and say why (.k210/unavailable); the suite still runs.
 	-@K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
 	@# The firmware toolchain and its kmodel-independent libraries, built once (the firmware tests skip and say
 	@# why where they cannot be had).
 	-@$(FIRMWARE_TOOLCHAIN)
-	K210_DIR="$(abspath $(K210_DIR))" FIRMWARE_CACHE="$(abspath $(FIRMWARE_CACHE))" $(PY) -m pytest $(XDIST_ARGS) $(PYTEST_ARGS)
+	@# A minimal arm64 root with the PyPI route, for the cheap form of make pi-check (its test skips and says
+	@# why where it cannot be built).
+	-@scripts/pi_root.sh "$(PI_ROOT)" pypi
+	K210_DIR="$(abspath $(K210_DIR))" FIRMWARE_CACHE="$(abspath $(FIRMWARE_CACHE))" PI_ROOT="$(abspath $(PI_ROOT))" \
+		$(PY) -m pytest $(XDIST_ARGS) $(PYTEST_ARGS)
 
 test-firmware: $(STAMP)  ## only the K210 firmware build tests: a tiny kmodel's image, its runtime on qemu RISC-V, the RAM overflow (seconds once make firmware-toolchain built the libraries)
 	-@K210_ROUTE=$(K210_ROUTE) scripts/k210_toolchain.sh $(K210_DIR)
@@ -116,6 +129,15 @@ camera-help: $(STAMP)  ## every flag of the camera loop (python -m runtime --hel
 bench-runtime: $(STAMP) $(DEMO_VIDEO)  ## loop cost per stage, loop FPS vs 1/invoke, int8 latency at 1/2/all threads -> OUT/bench_runtime.json
 	@test -f "$(OUT)/model_int8.tflite" || $(MAKE) convert
 	$(PY) -m runtime.bench --model "$(OUT)" --video "$(DEMO_VIDEO)"
+
+pi-root:  ## Raspberry Pi: a Debian bookworm arm64 root with the device side installed (PI_ROUTE=apt|pypi), built once into PI_ROOT
+	scripts/pi_root.sh "$(PI_ROOT)" $(PI_ROUTE)
+
+pi-check: $(STAMP)  ## Raspberry Pi: OUT's int8 model in the camera loop on the arm64 root (qemu, PI_BOARD's CPU) vs here, PI_FRAMES video frames + PI_IMAGES photos -> OUT/pi_check.json
+	@test -f "$(OUT)/model_int8.tflite" || $(MAKE) convert
+	scripts/pi_root.sh "$(PI_ROOT)" $(PI_ROUTE)
+	$(PY) -m convert.pi --artifacts "$(OUT)" --root "$(PI_ROOT)/bookworm-arm64-$(PI_ROUTE)" --board $(PI_BOARD) \
+		--images "$(DEMO_IMAGES)" --frames $(PI_FRAMES) --image-count $(PI_IMAGES)
 
 kmodel: $(STAMP)  ## K210: plan, distill and compile a VGG16-family kmodel from OUT's float model, check 100 test images in the simulator -> OUT/model_k210.kmodel (KMODEL_ARGS)
 	@test -f "$(OUT)/model_float.keras" || $(MAKE) convert

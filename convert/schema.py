@@ -38,6 +38,8 @@ DRIFT_IMAGES_PREFIX = "drift_images_"
 TEACHER_TARGETS_FILE = "teacher_targets.npz"
 # make bench
 BENCH_FILE = "bench.json"
+# make pi-check (convert/pi/check.py)
+PI_CHECK_JSON = "pi_check.json"
 # make kmodel
 KMODEL_FILE = "model_k210.kmodel"
 K210_FLOAT_TFLITE_FILE = "model_k210_float.tflite"

@@ -23,7 +23,7 @@ from runtime.preprocess import InputSpec, ResizeMode, load_image_rgb, resize_rgb
 from runtime.sources import image_files_in
 
 
-def _image_lists(root: Path) -> list[list[Path]]:
+def image_lists(root: Path) -> list[list[Path]]:
     """One list per class folder under ``root``, or one list of the images in ``root`` itself."""
     folders = sorted(p for p in root.iterdir() if p.is_dir())
     lists = [image_files_in(folder) for folder in folders] or [image_files_in(root)]
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         if not args.images.is_dir():
             raise ToolkitError(f"{args.images}: no such folder; pass --images with a folder of images")
-        images = interleave(_image_lists(args.images), args.count)
+        images = interleave(image_lists(args.images), args.count)
         if not images:
             raise ToolkitError(f"{args.images}: no images found; pass a folder of images or of class folders")
         path, frames, skipped = write_video(images, args.out, args.size, args.hold, args.fps)
