@@ -60,11 +60,15 @@ PI_ROUTE ?= apt
 PI_BOARD ?= pi4
 PI_FRAMES ?= 50
 PI_IMAGES ?= 20
+# make student: the distilled variant's width multiplier and input size (INPUT_SIZE as for make convert;
+# default the K210 path's x0.375 at 224), and more flags of `python -m convert.pi.student`.
+WIDTH ?= 0.375
+STUDENT_ARGS ?=
 # make firmware-toolchain's steps (make test and make test-firmware run them too, failures tolerated)
 FIRMWARE_TOOLCHAIN = scripts/k210_firmware_toolchain.sh "$(FIRMWARE_CACHE)" && \
 	$(PY) -m convert.k210.firmware --libraries --cache "$(FIRMWARE_CACHE)" $(FIRMWARE_VENDOR_ARG)
 
-.PHONY: help venv convert drift test test-fast bench bench-runtime camera camera-help demo-video pi-root pi-check k210-toolchain kmodel kmodel-report firmware-toolchain firmware flash kmodel-riscv-check test-firmware clean
+.PHONY: help venv convert drift test test-fast bench bench-runtime camera camera-help demo-video pi-root pi-check student k210-toolchain kmodel kmodel-report firmware-toolchain firmware flash kmodel-riscv-check test-firmware clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -138,6 +142,10 @@ pi-check: $(STAMP)  ## Raspberry Pi: OUT's int8 model in the camera loop on the 
 	scripts/pi_root.sh "$(PI_ROOT)" $(PI_ROUTE)
 	$(PY) -m convert.pi --artifacts "$(OUT)" --root "$(PI_ROOT)/bookworm-arm64-$(PI_ROUTE)" --board $(PI_BOARD) \
 		--images "$(DEMO_IMAGES)" --frames $(PI_FRAMES) --image-count $(PI_IMAGES)
+
+student: $(STAMP)  ## Pi-sized VGG16: the K210 path's student (WIDTH, INPUT_SIZE) distilled from OUT's float model, full-int8 TFLite through make convert's gate -> OUT/students/<variant>/ (STUDENT_ARGS)
+	@test -f "$(OUT)/model_float.keras" || $(MAKE) convert
+	$(PY) -m convert.pi.student --artifacts "$(OUT)" --width $(WIDTH) --input-size $(or $(INPUT_SIZE),224) $(STUDENT_ARGS)
 
 kmodel: $(STAMP)  ## K210: plan, distill and compile a VGG16-family kmodel from OUT's float model, check 100 test images in the simulator -> OUT/model_k210.kmodel (KMODEL_ARGS)
 	@test -f "$(OUT)/model_float.keras" || $(MAKE) convert

@@ -90,8 +90,10 @@ def student_shape(provenance: Provenance) -> StudentShape:
 
 
 def choose_plan(options: KmodelOptions, classes: int, shape: StudentShape = StudentShape(),
-                prefer_size: int | None = None) -> Plan:
-    """The planned variant; a variant that cannot fit is refused with the planner's reasons, before any work.
+                prefer_size: int | None = None, for_kpu: bool = True) -> Plan:
+    """The planned variant; with ``for_kpu``, a variant that cannot fit the K210 is refused with the planner's
+    reasons, before any work (a variant for a Pi, ``make student``, need not fit it when its width and size
+    are given).
 
     With ``prefer_size`` (a brought teacher's input size) and no ``--input-size``, the largest variant at that
     size is chosen if one fits.
@@ -113,7 +115,7 @@ def choose_plan(options: KmodelOptions, classes: int, shape: StudentShape = Stud
         if plan is None:
             raise ToolkitError(f"no {shape.arch} variant fits the {options.deployment.value} budget under "
                                f"{options.max_gmacs} GMAC; raise --max-gmacs or pick --deployment")
-    if not plan.fits:
+    if for_kpu and not plan.fits:
         raise ToolkitError(f"{plan.name} does not fit the K210: "
                            f"{'; '.join(plan.problems)}; see `python -m convert.k210.plan`")
     return plan
@@ -137,6 +139,7 @@ class Inputs:
     test_rgb: np.ndarray
     test_labels: np.ndarray
     calibration: np.ndarray
+    dataset: object = None  # the checked data set (convert.data.DataSet) the arrays were decoded from
 
 
 def spread(items: list, count: int | None) -> list:
@@ -171,7 +174,7 @@ def load_inputs(options: KmodelOptions, provenance: Provenance, size: int, teach
                   train_files=train_files,
                   fit_index=np.setdiff1d(np.arange(len(train_rgb)), held_out), held_out=held_out,
                   test_rgb=decode_checked(dataset.test.paths, spec, "decode test"), test_labels=dataset.test.labels,
-                  calibration=calibration)
+                  calibration=calibration, dataset=dataset)
 
 
 def export_float(student, artifacts: Path) -> Path:
@@ -189,19 +192,40 @@ def export_float(student, artifacts: Path) -> Path:
     return float_tflite
 
 
-def run(options: KmodelOptions) -> dict:
-    """The whole ``make kmodel``; returns the report. Raises ToolkitError on bad input or a tool failure.
+@dataclass
+class Distilled:
+    """Steps 1-4 of a run: the student distilled from ``make convert``'s float model, with what it came from.
 
-    Steps: 1. plan the variant from metadata.json (before any model is loaded); 2. decode the data set and
-    the calibration list; 3. the teacher's outputs; 4. initialize and distill the student; 5. export it and
-    compile the kmodel; 6. check the kmodel in the simulator and write the report.
+    Attributes:
+        student: The float32 Keras student (RGB 0..255 in, probabilities out).
+        plan: Its planned shape.
+        inputs: The decoded data set and calibration images.
+        metadata: ``make convert``'s device metadata (labels, input).
+        conversion: ``make convert``'s conversion sections (provenance, results).
+        sections: The report's ``plan``, ``init`` and ``distillation`` sections.
+        options: The run's options (``freeze_blocks`` resolved; ``timings_s`` filled so far).
+        teacher_path: The teacher's Keras file.
     """
+
+    student: object
+    plan: Plan
+    inputs: Inputs
+    metadata: object
+    conversion: object
+    sections: dict
+    options: KmodelOptions
+    teacher_path: Path
+
+
+def distill(options: KmodelOptions, for_kpu: bool = True) -> Distilled:
+    """Steps 1-4: plan the variant from metadata.json (before any model is loaded; with ``for_kpu``, it must
+    fit the K210 and nncase must be there); decode the data set and the calibration list; the teacher's
+    outputs; initialize and distill the student."""
     import keras
 
-    started_all = time.perf_counter()
     artifacts = Path(options.artifacts)
     teacher_path = artifacts / KERAS_FILE
-    metadata, conversion, plan, brought = _plan_from_artifacts(options, teacher_path)
+    metadata, conversion, plan, brought = _plan_from_artifacts(options, teacher_path, for_kpu)
 
     started = time.perf_counter()
     inputs = load_inputs(options, conversion.provenance, plan.input_size, metadata.input.height,
@@ -226,23 +250,39 @@ def run(options: KmodelOptions) -> dict:
     del teacher, layout
     student = rebuilt(student, plan)
     _timed(options, "init and distill", started)
-
-    started = time.perf_counter()
-    kmodel_input = KmodelInput(plan.input_size, plan.input_size, layout=options.layout.value)
-    kmodel, compiled, float_scores = _export_and_compile(student, inputs, kmodel_input, metadata.labels, options)
-    _timed(options, "export and compile", started)
-
-    report = {
+    sections = {
         "plan": _plan_section(plan),
         "init": _init_section(init, options),
         "distillation": _distillation_section(options, use_maps, dtype, inputs, history, teacher_path,
                                               targets_from),
+    }
+    return Distilled(student, plan, inputs, metadata, conversion, sections, options, teacher_path)
+
+
+def run(options: KmodelOptions) -> dict:
+    """The whole ``make kmodel``; returns the report. Raises ToolkitError on bad input or a tool failure.
+
+    Steps: 1-4. :func:`distill`; 5. export the student and compile the kmodel; 6. check the kmodel in the
+    simulator and write the report.
+    """
+    started_all = time.perf_counter()
+    distilled = distill(options)
+    options, inputs, metadata = distilled.options, distilled.inputs, distilled.metadata
+    artifacts = Path(options.artifacts)
+
+    started = time.perf_counter()
+    kmodel_input = KmodelInput(distilled.plan.input_size, distilled.plan.input_size, layout=options.layout.value)
+    kmodel, compiled, float_scores = _export_and_compile(distilled.student, inputs, kmodel_input, metadata.labels,
+                                                         options)
+    _timed(options, "export and compile", started)
+
+    report = {
+        **distilled.sections,
         "kmodel": _kmodel_section(kmodel, compiled, inputs, kmodel_input, metadata, options),
-        "options": {key: (value.value if isinstance(value, Enum) else str(value) if isinstance(value, Path)
-                          else value)
-                    for key, value in asdict(options).items() if key != "timings_s"},
+        "options": options_section(options),
     }
     started = time.perf_counter()
+    conversion = distilled.conversion
     report["results"] = measure(kmodel, float_scores, inputs.test_rgb, inputs.test_labels, kmodel_input,
                                 options.sim_images, options.seed, artifacts / K210_WORK_DIR, options.toolchain,
                                 None if conversion.results is None else conversion.results.accuracy_float)
@@ -250,6 +290,12 @@ def run(options: KmodelOptions) -> dict:
     report["timings_s"] = {**options.timings_s, "total": round(time.perf_counter() - started_all, 1)}
     write_report(artifacts, report, metadata.labels)
     return report
+
+
+def options_section(options: KmodelOptions) -> dict:
+    """The run's options as JSON values (enums by value, paths as text)."""
+    return {key: (value.value if isinstance(value, Enum) else str(value) if isinstance(value, Path) else value)
+            for key, value in asdict(options).items() if key != "timings_s"}
 
 
 TEACHER_PASS = "the teacher's pass"  # the report's teacher_targets when no cache was used
@@ -294,17 +340,19 @@ def _teacher_targets(teacher, layout, inputs: Inputs, use_maps: bool, dtype: str
     return all_logits, all_maps, targets_from
 
 
-def _plan_from_artifacts(options: KmodelOptions, teacher_path: Path):
-    """Step 1: ``make convert``'s metadata read, the variant planned for it, the toolchain checked; nothing
-    loaded yet, so that bad input fails in seconds. Returns (metadata, conversion, plan, brought)."""
+def _plan_from_artifacts(options: KmodelOptions, teacher_path: Path, for_kpu: bool = True):
+    """Step 1: ``make convert``'s metadata read, the variant planned for it, the toolchain checked (with
+    ``for_kpu``); nothing loaded yet, so that bad input fails in seconds. Returns (metadata, conversion, plan,
+    brought)."""
     if not teacher_path.is_file():
         raise ToolkitError(f"{teacher_path}: no float model; run `make convert` first (make kmodel starts from it)")
     metadata, conversion = read_conversion(teacher_path.parent)
     brought = conversion.provenance.head in BROUGHT_HEADS
     plan = choose_plan(options, len(metadata.labels), student_shape(conversion.provenance),
-                       metadata.input.height if brought else None)
+                       metadata.input.height if brought else None, for_kpu)
     plan = replace(plan, normalization=metadata.in_model_normalization if brought else "caffe")
-    toolchain_python(options.toolchain)  # fail before the long part if nncase is not there
+    if for_kpu:
+        toolchain_python(options.toolchain)  # fail before the long part if nncase is not there
     log.info(plan.summary())
     return metadata, conversion, plan, brought
 

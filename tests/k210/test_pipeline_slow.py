@@ -87,12 +87,24 @@ def test_k210_variant_compiles_and_the_simulator_agrees_with_float(toolchain, sh
     assert result["max_abs_prob_diff"] <= MAX_PROB_DIFF
 
 
+@pytest.fixture(scope="module")
+def small_out(shared_data, tmp_path_factory):
+    """A small `make convert` output (64x64, 30 training and 10 test photos per class), shared by the make
+    kmodel and make student runs below (each writes its own files into it)."""
+    from convert.__main__ import main as convert_main
+
+    out = tmp_path_factory.mktemp("small") / "out"
+    assert convert_main(["--data", str(shared_data), "--input-size", "64", "--max-train", "30", "--max-test", "10",
+                         "--calib", "10", "--epochs", "2", "--float-tflite-eval", "4", "--debug-images", "2",
+                         "--min-agreement", "0", "--weights", "hed", "--out", str(out)]) == 0
+    return out
+
+
 @pytest.mark.slow(seconds=57)
-def test_make_kmodel_end_to_end_on_a_small_run(toolchain, shared_data, tmp_path, capsys):
+def test_make_kmodel_end_to_end_on_a_small_run(toolchain, small_out, capsys):
     """`python -m convert.k210` on a small `make convert` output: every step and artifact, not the accuracy."""
     import json
 
-    from convert.__main__ import main as convert_main
     from convert.k210.__main__ import main as kmodel_main
     from convert.k210.distill import training_dtype
     from convert.k210.report import main as report_main
@@ -101,10 +113,7 @@ def test_make_kmodel_end_to_end_on_a_small_run(toolchain, shared_data, tmp_path,
     from convert.schema import K210_REPORT_MD as REPORT_MD
     from convert.schema import KMODEL_FILE, TEACHER_TARGETS_FILE
 
-    out = tmp_path / "out"
-    assert convert_main(["--data", str(shared_data), "--input-size", "64", "--max-train", "30", "--max-test", "10",
-                         "--calib", "10", "--epochs", "2", "--float-tflite-eval", "4", "--debug-images", "2",
-                         "--min-agreement", "0", "--weights", "hed", "--out", str(out)]) == 0
+    out = small_out
     capsys.readouterr()
     assert (out / TEACHER_TARGETS_FILE).is_file()
     # The student at another input size than the teacher's (64): init at 64, distilled at 80 with the
@@ -152,3 +161,40 @@ def test_make_kmodel_end_to_end_on_a_small_run(toolchain, shared_data, tmp_path,
     assert json.loads((out / "metadata.json").read_text())["k210"]["results"] == full["results"]
     assert full["results"]["top1_agreement_ci95"] is None  # every image simulated: no interval to give
     assert "not judged" not in (out / REPORT_MD).read_text() and "95% interval" not in (out / REPORT_MD).read_text()
+
+
+@pytest.mark.slow(seconds=30)
+def test_make_student_exports_a_variant_that_need_not_fit_the_k210(small_out, shared_data, capsys):
+    """`python -m convert.pi.student`: the distilled student through make convert's gate into its own folder,
+    which the runtime runs like the main model; x0.75 (4.3M parameters) would not fit the K210."""
+    import json
+
+    from convert.pi.student import STUDENT_JSON, STUDENTS_DIR
+    from convert.pi.student import main as student_main
+    from runtime.__main__ import main as runtime_main
+
+    capsys.readouterr()
+    assert student_main(["--artifacts", str(small_out), "--width", "0.75", "--input-size", "32", "--epochs", "1",
+                         "--max-train", "30", "--max-test", "10", "--min-agreement", "0"]) == 0
+    printed = capsys.readouterr().out
+    folder = small_out / STUDENTS_DIR / "vgg16_b4c128_x0.75_32"
+    assert f"-> {folder}" in printed
+    assert {"model_int8.tflite", "model_float.tflite", "metadata.json", "labels.txt", "drift_report.json",
+            "drift_report.md", STUDENT_JSON} <= {path.name for path in folder.iterdir()}
+    assert not [path for path in folder.parent.iterdir() if path.name.startswith(".")]  # no half-written folder
+    summary = json.loads((folder / STUDENT_JSON).read_text())
+    assert "does NOT fit" in summary["plan"]["summary"]  # exported all the same: it is for a Pi
+    assert summary["gate_passed"] and summary["test_images"] == 20
+    assert summary["int8_bytes"] == (folder / "model_int8.tflite").stat().st_size
+    assert summary["int8_bytes"] < 0.3 * summary["float_tflite_bytes"]
+    assert set(summary["latency"]["student_int8_ms"]) == {"1", "2"} and summary["latency"]["ratio_to_full"]["1"] > 0
+    drift = json.loads((folder / "drift_report.json").read_text())
+    assert drift["test"]["n"] == 20 and drift["int8_model"]["float_ops"] == []  # full integer
+    assert summary["top1_agreement"] == drift["test"]["top1_agreement"]
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert metadata["labels"] == ["cat", "dog"] and metadata["input"]["height"] == 32
+    # the runtime takes the folder like make convert's
+    assert runtime_main(["--model", str(folder), "--source", str(shared_data / "test" / "dog"), "--headless",
+                         "--max-frames", "3"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(lines) == 3 and {line["label"] for line in lines} <= {"cat", "dog"}
