@@ -167,10 +167,9 @@ def summary_line(summary: dict) -> str:
 def build_parser():
     import argparse
 
-    from convert.k210.__main__ import freeze_blocks_arg
-    from convert.k210.options import Precision
+    from convert.k210.__main__ import add_distillation_arguments
     from convert.schema import DEFAULT_ARTIFACTS
-    from runtime.argtypes import fraction, non_negative_float, positive_count_or_all, positive_float, positive_int
+    from runtime.argtypes import fraction, positive_count_or_all, positive_float, positive_int
 
     parser = argparse.ArgumentParser(prog="python -m convert.pi.student", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -180,28 +179,11 @@ def build_parser():
     parser.add_argument("--data", type=Path, default=None, help="data root; None = the one recorded in metadata.json")
     parser.add_argument("--width", type=positive_float, required=True, help="width multiplier of VGG16's channels")
     parser.add_argument("--input-size", type=positive_int, required=True, help="square input size")
-    parser.add_argument("--epochs", type=positive_int, default=KmodelOptions.epochs, help="distillation epochs")
-    parser.add_argument("--learning-rate", type=positive_float, default=KmodelOptions.learning_rate,
-                        help="Adam's peak learning rate (cosine decay to 0)")
-    parser.add_argument("--warmup-epochs", type=non_negative_float, default=KmodelOptions.warmup_epochs,
-                        help="epochs of linear learning-rate warm-up")
-    parser.add_argument("--temperature", type=positive_float, default=KmodelOptions.temperature,
-                        help="distillation temperature")
-    parser.add_argument("--map-weight", type=non_negative_float, default=KmodelOptions.map_weight,
-                        help="weight of the loss on the head's 1x1-conv feature maps (0 = logits only)")
-    parser.add_argument("--precision", type=Precision, default=KmodelOptions.precision, choices=list(Precision),
-                        help="distillation arithmetic (auto = bfloat16 where the CPU has bf16 instructions)")
-    parser.add_argument("--freeze-blocks", type=freeze_blocks_arg, default=None,
-                        help="conv blocks kept as initialized (N or auto)")
-    parser.add_argument("--init-images", type=positive_int, default=KmodelOptions.init_images,
-                        help="training images the initialization is fit on")
     parser.add_argument("--calib-images", type=positive_count_or_all, default=None,
                         help="int8 calibration images: this many of make convert's, evenly spaced (N or all)")
     parser.add_argument("--min-agreement", type=fraction, default=ConvertOptions.min_agreement,
                         help="drift budget: least top-1 agreement of int8 with the student's float on the test set")
-    parser.add_argument("--max-train", type=positive_int, default=None, help="training images per class (quick runs)")
-    parser.add_argument("--max-test", type=positive_int, default=None, help="test images per class (quick runs)")
-    parser.add_argument("--seed", type=int, default=0)
+    add_distillation_arguments(parser)
     return parser
 
 
@@ -212,12 +194,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    options = KmodelOptions(
-        artifacts=args.artifacts, data=args.data, width=args.width, input_size=args.input_size, epochs=args.epochs,
-        learning_rate=args.learning_rate, warmup_epochs=args.warmup_epochs, temperature=args.temperature,
-        map_weight=args.map_weight, precision=args.precision, freeze_blocks=args.freeze_blocks,
-        init_images=args.init_images, calibration_images=args.calib_images, max_train=args.max_train,
-        max_test=args.max_test, seed=args.seed)
+    from convert.k210.__main__ import distillation_options
+
+    options = KmodelOptions(artifacts=args.artifacts, data=args.data, width=args.width, input_size=args.input_size,
+                            calibration_images=args.calib_images, **distillation_options(args))
 
     def body() -> int:
         gate = ConvertOptions(data=args.data or Path("."), out=args.artifacts, min_agreement=args.min_agreement)
