@@ -25,7 +25,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from convert.artifacts import sha256_file
@@ -37,8 +36,7 @@ from runtime.files import write_json_atomic
 from runtime.interpreter import Classifier, TFLiteModel, interpreter_backend
 from runtime.make_video import image_lists, interleave, write_video
 from runtime.metadata import locate_model
-from runtime.preprocess import bgr_to_rgb
-from runtime.sources import IMAGE_SUFFIXES
+from runtime.sources import IMAGE_SUFFIXES, VideoFileSource
 
 LOG = logging.getLogger(__name__)
 
@@ -53,7 +51,6 @@ LOG = logging.getLogger(__name__)
 #   Score differences are reported, not gated.
 MAX_KERNEL_DIFF_STEPS = 1.0
 MIN_TOP1_AGREEMENT = 0.98
-SCORE_ROUNDING = 0.5e-4  # the JSON lines' scores are rounded to 4 decimals
 MODEL_ALONE_INPUTS = 10  # video frames whose tensors are compared exactly (each costs seconds under emulation)
 TOP_K = 5  # the scores compared per frame: every class of a small model, the five best of a large one
 
@@ -309,25 +306,21 @@ def within_budget(result: dict) -> bool:
 
 def video_tensors(model_path: Path, video: Path, frames: int) -> np.ndarray:
     """The input tensors of the first ``frames`` frames of ``video``, made here as the camera loop makes them
-    (OpenCV's B, G, R to R, G, B, resize, quantize): (N, 1, H, W, 3) in the model's input dtype.
+    (the runtime's video source, resize, quantize): (N, 1, H, W, 3) in the model's input dtype.
 
     Raises:
         ToolkitError: the video cannot be read.
     """
     model_path, metadata = locate_model(model_path)
     classifier = Classifier(model_path, metadata, num_threads=1)
-    capture = cv2.VideoCapture(str(video))
+    source = VideoFileSource(video)
+    source.open()
     tensors = []
     try:
-        while len(tensors) < frames:
-            ok, frame_bgr = capture.read()
-            if not ok:
-                break
-            tensors.append(classifier.input_tensor_rgb(bgr_to_rgb(frame_bgr)))
+        while len(tensors) < frames and (frame := source.read()) is not None:
+            tensors.append(classifier.input_tensor_rgb(frame.image_rgb))
     finally:
-        capture.release()
-    if not tensors:
-        raise ToolkitError(f"{video}: OpenCV cannot read a frame of it; pass another --video")
+        source.close()
     return np.stack(tensors)
 
 
