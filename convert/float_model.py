@@ -32,6 +32,11 @@ from runtime.preprocess import InputSpec
 VALIDATION_IMAGES = 200  # held-out training images the automatic fix is chosen on (never the test set)
 
 
+MAKE_CONVERT_REMEDY = "see make convert's --fine-tune, --l2, --head"
+BROUGHT_REMEDY = "see --retrain-head, which fine-tunes the brought head on the int8 conv base's features too"
+RETRAINED_REMEDY = "see --retrain-head with more --epochs"
+
+
 @dataclass
 class FloatModel:
     """A trained float model and its scores on the test and validation images.
@@ -48,6 +53,8 @@ class FloatModel:
         normalization: The normalization inside the graph (metadata.json's ``in_model_normalization``).
         teacher_targets: For ``make kmodel``: the model's outputs on every training image, in
             ``Prepared.train_rgb``'s order (:func:`convert.head.teacher_targets`); None when not computed.
+        remedy: The drift report's advice when no float fallback meets the budget: the flags of the command
+            that made this model which give it wider margins.
     """
 
     model: object
@@ -59,6 +66,7 @@ class FloatModel:
     top_k: int = 1
     normalization: str = "caffe"
     teacher_targets: dict | None = None
+    remedy: str = MAKE_CONVERT_REMEDY
 
     def held_out_scores(self) -> np.ndarray:
         """``validation_scores``, computed on first use when they were given as a function."""
@@ -207,7 +215,8 @@ def brought_float_model(options: ConvertOptions, prepared: Prepared, calibration
         return _keras_scores(model, prepared.train_rgb[validation_index], "float model on validation")
 
     return FloatModel(brought.model, labels, test_scores, validation_index, validation_scores, description,
-                      normalization=options.preprocess.value)
+                      normalization=options.preprocess.value,
+                      remedy=RETRAINED_REMEDY if options.retrain_head else BROUGHT_REMEDY)
 
 
 def _keras_scores(model, images_rgb: np.ndarray, desc: str) -> np.ndarray:

@@ -264,7 +264,7 @@ def _auto_fix(ctx: ExportContext, float_model: FloatModel, prepared: Prepared, m
     ctx.float_fallback_nodes = ()
     export_tflite_int8(ctx)
     summary = (f"no fix with up to {len(chosen)} float op(s) before {blamed.op_name} {blamed.short_name}; "
-               "a better-margined float model is needed (see --fine-tune, --l2, --head)")
+               f"a better-margined float model is needed ({float_model.remedy})")
     return FixOutcome("float fallback", summary, steps, blamed=blamed.to_dict())
 
 
