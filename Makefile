@@ -60,9 +60,11 @@ PI_ROUTE ?= apt
 PI_BOARD ?= pi4
 PI_FRAMES ?= 50
 PI_IMAGES ?= 20
-# make student: the distilled variant's width multiplier and input size (INPUT_SIZE as for make convert;
-# default the K210 path's x0.375 at 224), and more flags of `python -m convert.pi.student`.
+# make student: the distilled variants, WIDTH@SIZE each, space-separated (default one: WIDTH at INPUT_SIZE,
+# the K210 path's x0.375 at 224); several are built in one run and timed together, e.g.
+# VARIANTS="0.375@224 0.25@160". STUDENT_ARGS: more flags of `python -m convert.pi.student`.
 WIDTH ?= 0.375
+VARIANTS ?= $(WIDTH)@$(or $(INPUT_SIZE),224)
 STUDENT_ARGS ?=
 # make firmware-toolchain's steps (make test and make test-firmware run them too, failures tolerated)
 FIRMWARE_TOOLCHAIN = scripts/k210_firmware_toolchain.sh "$(FIRMWARE_CACHE)" && \
@@ -143,9 +145,9 @@ pi-check: $(STAMP)  ## Raspberry Pi: OUT's int8 model in the camera loop on the 
 	$(PY) -m convert.pi --artifacts "$(OUT)" --root "$(PI_ROOT)/bookworm-arm64-$(PI_ROUTE)" --board $(PI_BOARD) \
 		--images "$(DEMO_IMAGES)" --frames $(PI_FRAMES) --image-count $(PI_IMAGES)
 
-student: $(STAMP)  ## Pi-sized VGG16: the K210 path's student (WIDTH, INPUT_SIZE) distilled from OUT's float model, full-int8 TFLite through make convert's gate -> OUT/students/<variant>/ (STUDENT_ARGS)
+student: $(STAMP)  ## Pi-sized VGG16s: the K210 path's students (VARIANTS, or WIDTH and INPUT_SIZE) distilled from OUT's float model, full-int8 TFLite through make convert's gate, timed in one pass -> OUT/students/<variant>/ (STUDENT_ARGS)
 	@test -f "$(OUT)/model_float.keras" || $(MAKE) convert
-	$(PY) -m convert.pi.student --artifacts "$(OUT)" --width $(WIDTH) --input-size $(or $(INPUT_SIZE),224) $(STUDENT_ARGS)
+	$(PY) -m convert.pi.student --artifacts "$(OUT)" $(foreach v,$(VARIANTS),--variant $(v)) $(STUDENT_ARGS)
 
 kmodel: $(STAMP)  ## K210: plan, distill and compile a VGG16-family kmodel from OUT's float model, check 100 test images in the simulator -> OUT/model_k210.kmodel (KMODEL_ARGS)
 	@test -f "$(OUT)/model_float.keras" || $(MAKE) convert

@@ -225,7 +225,7 @@ def distill(options: KmodelOptions, for_kpu: bool = True) -> Distilled:
 
     artifacts = Path(options.artifacts)
     teacher_path = artifacts / KERAS_FILE
-    metadata, conversion, plan, brought = _plan_from_artifacts(options, teacher_path, for_kpu)
+    metadata, conversion, plan, brought = plan_from_artifacts(options, teacher_path, for_kpu)
 
     started = time.perf_counter()
     inputs = load_inputs(options, conversion.provenance, plan.input_size, metadata.input.height,
@@ -340,7 +340,7 @@ def _teacher_targets(teacher, layout, inputs: Inputs, use_maps: bool, dtype: str
     return all_logits, all_maps, targets_from
 
 
-def _plan_from_artifacts(options: KmodelOptions, teacher_path: Path, for_kpu: bool = True):
+def plan_from_artifacts(options: KmodelOptions, teacher_path: Path, for_kpu: bool = True):
     """Step 1: ``make convert``'s metadata read, the variant planned for it, the toolchain checked (with
     ``for_kpu``); nothing loaded yet, so that bad input fails in seconds. Returns (metadata, conversion, plan,
     brought)."""

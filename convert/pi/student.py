@@ -28,13 +28,16 @@ from convert.float_model import FloatModel, runtime_metadata
 from convert.head import predict_batched
 from convert.k210.options import KmodelOptions
 from convert.k210.pipeline import distill, options_section
-from convert.schema import LABELS_FILE, METADATA_FILE
-from runtime.preprocess import InputSpec, Normalization, resize_rgb
+from convert.schema import INT8_TFLITE_FILE, LABELS_FILE, METADATA_FILE
+from runtime.errors import ToolkitError
+from runtime.preprocess import InputSpec, Normalization, load_image_rgb
 
 log = logging.getLogger(__name__)
 
 STUDENTS_DIR = "students"  # inside OUT: one folder per variant
 STUDENT_JSON = "student.json"  # in a variant's folder: its plan, distillation, drift summary, latency
+# The drift report's advice when no float fallback meets the budget: narrow layers quantize with more noise.
+STUDENT_REMEDY = "a wider --variant, or more --epochs; see README's limits of the Pi-sized variants"
 LATENCY_RUNS = 30  # timed invokes per model and thread count (median), after runtime.timing's warm-up
 
 
@@ -55,6 +58,36 @@ def median_latency_ms(model_path: Path, metadata, image_rgb: np.ndarray, threads
     return time_calls(lambda: classifier.invoke(tensor), LATENCY_RUNS).median_ms
 
 
+def measure_latency(artifacts: Path, students: dict[str, Path], image_rgb: np.ndarray) -> dict[str, dict]:
+    """Int8 latency of each student and of ``artifacts``' own model at 1 and 2 threads, all in this one pass
+    (for each thread count: the full model, then every student, on ``image_rgb``).
+
+    Args:
+        artifacts: The make convert folder (its int8 model is the reference).
+        students: Variant folder name -> its int8 model (``metadata.json`` beside it).
+        image_rgb: The photo every model is timed on (each resizes it to its input).
+
+    Returns:
+        Variant folder name -> its ``latency`` section: its and the full model's medians, the ratios, and the
+        run they were measured in (time, CPU, the variants measured together).
+    """
+    from runtime.cpu import this_cpu
+    from runtime.metadata import locate_model, read_metadata
+
+    full_path, full_metadata = locate_model(artifacts)
+    metadatas = {name: read_metadata(path.parent) for name, path in students.items()}
+    full_ms, student_ms = {}, {name: {} for name in students}
+    for threads in ("1", "2"):
+        full_ms[threads] = round(median_latency_ms(full_path, full_metadata, image_rgb, int(threads)), 2)
+        for name, path in students.items():
+            student_ms[name][threads] = round(median_latency_ms(path, metadatas[name], image_rgb, int(threads)), 2)
+    run = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "cpu": this_cpu().notice(),
+           "variants": sorted(students)}
+    return {name: {"student_int8_ms": ms, "full_int8_ms": full_ms,
+                   "ratio_to_full": {key: round(ms[key] / full_ms[key], 3) for key in ms}, "run": run}
+            for name, ms in student_ms.items()}
+
+
 def export_student(options: KmodelOptions, convert_options: ConvertOptions | None = None) -> dict:
     """Distills the variant and exports it through the gate into ``OUT/students/<variant>/``; returns its
     summary (also written there as ``student.json``).
@@ -67,7 +100,6 @@ def export_student(options: KmodelOptions, convert_options: ConvertOptions | Non
         ToolkitError: bad input (as ``make kmodel``), or a failed export.
     """
     from convert.tflite.gate import quantize_and_check
-    from runtime.metadata import locate_model
 
     started_all = time.perf_counter()
     distilled = distill(options, for_kpu=False)
@@ -85,7 +117,7 @@ def export_student(options: KmodelOptions, convert_options: ConvertOptions | Non
         validation_scores=lambda: predict_batched(student, inputs.train_rgb[validation_index]),
         description={"arch": plan.name, "head": "distilled student's GAP + dense",
                      "weights": f"distilled from {distilled.teacher_path.name}"},
-        top_k=distilled.metadata.top_k, normalization=plan.normalization)
+        top_k=distilled.metadata.top_k, normalization=plan.normalization, remedy=STUDENT_REMEDY)
     prepared = Prepared(inputs.dataset, spec, inputs.train_rgb, inputs.test_rgb)
     gate_options = convert_options or ConvertOptions(data=Path(inputs.dataset.root), out=artifacts)
     final = artifacts / STUDENTS_DIR / variant_dir_name(plan)
@@ -102,17 +134,9 @@ def export_student(options: KmodelOptions, convert_options: ConvertOptions | Non
         options.timings_s["export and gate"] = round(time.perf_counter() - started, 1)
 
         started = time.perf_counter()
-        image = inputs.test_rgb[0]
-        full_path, full_metadata = locate_model(artifacts)
-        full_image = resize_rgb(image, full_metadata.input) if full_metadata.input.height != plan.input_size else image
-        latency = {"student_int8_ms": {}, "full_int8_ms": {}}
-        for threads in (1, 2):
-            latency["student_int8_ms"][str(threads)] = round(
-                median_latency_ms(outcome.int8_path, metadata, image, threads), 2)
-            latency["full_int8_ms"][str(threads)] = round(
-                median_latency_ms(full_path, full_metadata, full_image, threads), 2)
-        latency["ratio_to_full"] = {key: round(latency["student_int8_ms"][key] / latency["full_int8_ms"][key], 3)
-                                    for key in ("1", "2")}
+        probe = Path(inputs.dataset.test.paths[0])
+        latency = measure_latency(artifacts, {final.name: outcome.int8_path}, load_image_rgb(probe))[final.name]
+        latency["image"] = str(probe)
         options.timings_s["latency"] = round(time.perf_counter() - started, 1)
 
         test = outcome.report["test"]
@@ -142,6 +166,36 @@ def export_student(options: KmodelOptions, convert_options: ConvertOptions | Non
     return summary
 
 
+def export_students(variants: list[KmodelOptions], convert_options: ConvertOptions | None = None) -> list[dict]:
+    """:func:`export_student` for each variant, then (for more than one) their latencies measured again all in
+    one pass beside ``OUT``'s model, so that the table's rows come from one run; each ``student.json``'s
+    ``latency`` is rewritten with them. Every variant is planned first, so that a bad one fails before any
+    distillation. Returns the summaries.
+
+    Raises:
+        ToolkitError: bad input (as ``make kmodel``), two variants with one folder, or a failed export.
+    """
+    from convert.k210.pipeline import plan_from_artifacts
+    from convert.schema import KERAS_FILE
+
+    folders = [variant_dir_name(plan_from_artifacts(options, Path(options.artifacts) / KERAS_FILE, for_kpu=False)[2])
+               for options in variants]
+    if len(set(folders)) < len(folders):
+        raise ToolkitError(f"two variants would share one folder ({', '.join(folders)}); give distinct ones")
+    summaries = [export_student(options, convert_options) for options in variants]
+    if len(summaries) > 1:
+        folders = {Path(summary["folder"]).name: Path(summary["folder"]) for summary in summaries}
+        image = Path(summaries[0]["latency"]["image"])
+        log.info("latency of %d variants and the full model, in one pass", len(folders))
+        together = measure_latency(Path(variants[0].artifacts),
+                                   {name: folder / INT8_TFLITE_FILE for name, folder in folders.items()},
+                                   load_image_rgb(image))
+        for summary in summaries:
+            summary["latency"] = {**together[Path(summary["folder"]).name], "image": str(image)}
+            write_json_atomic(Path(summary["folder"]) / STUDENT_JSON, summary)
+    return summaries
+
+
 def summary_line(summary: dict) -> str:
     latency = summary["latency"]
     accuracy = summary["accuracy_float"], summary["accuracy_int8"]
@@ -154,21 +208,38 @@ def summary_line(summary: dict) -> str:
             f"model's -> {summary['folder']}")
 
 
+def width_at_size(text: str) -> tuple[float, int]:
+    """``WIDTH@SIZE`` (e.g. ``0.375@224``) -> (width multiplier, square input size)."""
+    import argparse
+
+    from runtime.argtypes import positive_float, positive_int
+
+    try:
+        width, size = text.split("@")
+        return positive_float(width), positive_int(size)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"expected WIDTH@SIZE, e.g. 0.375@224, got {text!r}") from None
+
+
 def build_parser():
     import argparse
 
     from convert.k210.__main__ import add_distillation_arguments
     from convert.schema import DEFAULT_ARTIFACTS
-    from runtime.argtypes import fraction, positive_count_or_all, positive_float, positive_int
+    from runtime.argtypes import OneLineParser, fraction, positive_count_or_all, positive_float, positive_int
 
-    parser = argparse.ArgumentParser(prog="python -m convert.pi.student", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = OneLineParser(prog="python -m convert.pi.student", description=__doc__.splitlines()[0],
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS,
                         help="the make convert folder (teacher, calibration list); the variant goes to "
                              f"ARTIFACTS/{STUDENTS_DIR}/")
     parser.add_argument("--data", type=Path, default=None, help="data root; None = the one recorded in metadata.json")
-    parser.add_argument("--width", type=positive_float, required=True, help="width multiplier of VGG16's channels")
-    parser.add_argument("--input-size", type=positive_int, required=True, help="square input size")
+    parser.add_argument("--variant", type=width_at_size, action="append", default=None, metavar="WIDTH@SIZE",
+                        help="a variant (repeat for several, built one after the other, their latencies then "
+                             "measured again in one pass): width multiplier of VGG16's channels @ square input size")
+    parser.add_argument("--width", type=positive_float, default=None,
+                        help="one variant's width multiplier (with --input-size; or use --variant)")
+    parser.add_argument("--input-size", type=positive_int, default=None, help="one variant's square input size")
     parser.add_argument("--calib-images", type=positive_count_or_all, default=None,
                         help="int8 calibration images: this many of make convert's, evenly spaced (N or all)")
     parser.add_argument("--min-agreement", type=fraction, default=ConvertOptions.min_agreement,
@@ -177,23 +248,40 @@ def build_parser():
     return parser
 
 
+def variants_asked(parser, args) -> list[tuple[float, int]]:
+    """The (width, size) pairs of the command line, in order, each once; a usage error otherwise."""
+    if (args.width is None) != (args.input_size is None):
+        parser.error("--width and --input-size go together (or use --variant WIDTH@SIZE)")
+    variants = list(args.variant or []) + ([(args.width, args.input_size)] if args.width is not None else [])
+    if not variants:
+        parser.error("no variant: give --variant WIDTH@SIZE (repeatable) or --width and --input-size")
+    repeated = sorted({f"{w:g}@{s}" for w, s in variants if variants.count((w, s)) > 1})
+    if repeated:
+        parser.error(f"variant {', '.join(repeated)} asked more than once")
+    return variants
+
+
 def main(argv: list[str] | None = None) -> int:
     import sys
 
     from runtime.cli import run_main
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    variants = variants_asked(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from convert.k210.__main__ import distillation_options
 
-    options = KmodelOptions(artifacts=args.artifacts, data=args.data, width=args.width, input_size=args.input_size,
-                            calibration_images=args.calib_images, **distillation_options(args))
+    options = [KmodelOptions(artifacts=args.artifacts, data=args.data, width=width, input_size=size,
+                             calibration_images=args.calib_images, **distillation_options(args))
+               for width, size in variants]
 
     def body() -> int:
         gate = ConvertOptions(data=args.data or Path("."), out=args.artifacts, min_agreement=args.min_agreement)
-        summary = export_student(options, gate)
-        print(summary_line(summary), file=sys.stdout, flush=True)
-        return 0 if summary["gate_passed"] else 3
+        summaries = export_students(options, gate)
+        for summary in summaries:
+            print(summary_line(summary), file=sys.stdout, flush=True)
+        return 0 if all(summary["gate_passed"] for summary in summaries) else 3
 
     return run_main(body, "the artifacts folder keeps what make convert wrote")
 

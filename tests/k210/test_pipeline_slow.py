@@ -163,10 +163,11 @@ def test_make_kmodel_end_to_end_on_a_small_run(toolchain, small_out, capsys):
     assert "not judged" not in (out / REPORT_MD).read_text() and "95% interval" not in (out / REPORT_MD).read_text()
 
 
-@pytest.mark.slow(seconds=30)
-def test_make_student_exports_a_variant_that_need_not_fit_the_k210(small_out, shared_data, capsys):
-    """`python -m convert.pi.student`: the distilled student through make convert's gate into its own folder,
-    which the runtime runs like the main model; x0.75 (4.3M parameters) would not fit the K210."""
+@pytest.mark.slow(seconds=45)
+def test_make_student_exports_variants_that_need_not_fit_the_k210(small_out, shared_data, capsys):
+    """`python -m convert.pi.student` with two variants: each distilled student through make convert's gate
+    into its own folder, which the runtime runs like the main model, and both timed again in one pass beside
+    the full model; x0.75 (4.3M parameters) would not fit the K210."""
     import json
 
     from convert.pi.student import STUDENT_JSON, STUDENTS_DIR
@@ -174,11 +175,11 @@ def test_make_student_exports_a_variant_that_need_not_fit_the_k210(small_out, sh
     from runtime.__main__ import main as runtime_main
 
     capsys.readouterr()
-    assert student_main(["--artifacts", str(small_out), "--width", "0.75", "--input-size", "32", "--epochs", "1",
-                         "--max-train", "30", "--max-test", "10", "--min-agreement", "0"]) == 0
+    assert student_main(["--artifacts", str(small_out), "--variant", "0.75@32", "--variant", "0.25@32",
+                         "--epochs", "1", "--max-train", "30", "--max-test", "10", "--min-agreement", "0"]) == 0
     printed = capsys.readouterr().out
-    folder = small_out / STUDENTS_DIR / "vgg16_b4c128_x0.75_32"
-    assert f"-> {folder}" in printed
+    folder, narrow = (small_out / STUDENTS_DIR / name for name in ("vgg16_b4c128_x0.75_32", "vgg16_b4c128_x0.25_32"))
+    assert f"-> {folder}" in printed and f"-> {narrow}" in printed
     assert {"model_int8.tflite", "model_float.tflite", "metadata.json", "labels.txt", "drift_report.json",
             "drift_report.md", STUDENT_JSON} <= {path.name for path in folder.iterdir()}
     assert not [path for path in folder.parent.iterdir() if path.name.startswith(".")]  # no half-written folder
@@ -187,7 +188,15 @@ def test_make_student_exports_a_variant_that_need_not_fit_the_k210(small_out, sh
     assert summary["gate_passed"] and summary["test_images"] == 20
     assert summary["int8_bytes"] == (folder / "model_int8.tflite").stat().st_size
     assert summary["int8_bytes"] < 0.3 * summary["float_tflite_bytes"]
-    assert set(summary["latency"]["student_int8_ms"]) == {"1", "2"} and summary["latency"]["ratio_to_full"]["1"] > 0
+    latency, other = summary["latency"], json.loads((narrow / STUDENT_JSON).read_text())["latency"]
+    assert set(latency["student_int8_ms"]) == {"1", "2"} and latency["ratio_to_full"]["1"] > 0
+    # one pass: the same run, the same full-model medians, both variants named in it
+    assert latency["run"] == other["run"] and latency["full_int8_ms"] == other["full_int8_ms"]
+    assert latency["run"]["variants"] == sorted([folder.name, narrow.name]) and latency["run"]["cpu"].startswith("cpu: ")
+    from scripts.student_table import rows
+
+    table = rows(small_out)  # the README's table: make convert's model, then both variants, then the one run
+    assert len(table) == 6 and table[-1].startswith("\nLatencies of one pass") and latency["run"]["cpu"] in table[-1]
     drift = json.loads((folder / "drift_report.json").read_text())
     assert drift["test"]["n"] == 20 and drift["int8_model"]["float_ops"] == []  # full integer
     assert summary["top1_agreement"] == drift["test"]["top1_agreement"]

@@ -7,7 +7,7 @@ import pytest
 
 from convert.k210.options import KmodelOptions
 from convert.k210.pipeline import StudentShape, choose_plan
-from convert.pi.student import main, variant_dir_name
+from convert.pi.student import build_parser, main, variant_dir_name, variants_asked, width_at_size
 
 
 def test_variant_folder_names_say_blocks_head_width_and_size():
@@ -32,7 +32,38 @@ def test_missing_artifacts_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "nothing").exists()
 
 
-def test_width_and_size_are_required(capsys):
+def test_width_and_size_go_together(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--width", "0.5"])
-    assert stop.value.code == 2 and "--input-size" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and "--input-size" in err and len(err.splitlines()) == 1
+
+
+def test_a_variant_is_width_at_size():
+    assert width_at_size("0.375@224") == (0.375, 224)
+    for bad in ("0.375", "0.375@", "@224", "0@224", "0.5@-3", "a@b", "0.5@160@2"):
+        with pytest.raises(Exception, match="WIDTH@SIZE"):
+            width_at_size(bad)
+
+
+def variants_of(argv):
+    parser = build_parser()
+    return variants_asked(parser, parser.parse_args(argv))
+
+
+def test_variants_keep_their_order_and_the_width_size_pair_comes_last():
+    assert variants_of(["--variant", "0.25@160", "--variant", "0.375@224"]) == [(0.25, 160), (0.375, 224)]
+    assert variants_of(["--variant", "0.25@160", "--width", "0.5", "--input-size", "128"]) == [(0.25, 160), (0.5, 128)]
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "no variant"),
+    (["--variant", "0.25@160", "--variant", "0.25@160"], "0.25@160 asked more than once"),
+    (["--variant", "0.25@160", "--width", "0.25", "--input-size", "160"], "asked more than once"),
+    (["--variant", "0.25"], "WIDTH@SIZE"),
+])
+def test_bad_variant_lists_are_one_line_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and message in err and len(err.splitlines()) == 1
