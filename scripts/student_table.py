@@ -1,8 +1,10 @@
 """The README's Pi-sized variants table from ``make student`` runs: ``python -m scripts.student_table OUT``.
 
 Reads ``OUT/students/*/student.json`` (each written by ``python -m convert.pi.student``, with its int8 latency
-and the main model's measured in the same run) and ``OUT``'s own drift report, and prints one Markdown row per
-variant after a row for ``make convert``'s model.
+and the main model's measured in one pass) and ``OUT``'s own drift report, and prints one Markdown row per
+variant after a row for ``make convert``'s model, then a line naming the run and its CPU. The latencies are
+comparable only when every variant was timed in one run (``make student VARIANTS="A B ..."``); when they were
+not, a line says so and the first row's latency is the last variant's run's.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def rows(artifacts: Path) -> list[str]:
     main = choose_plan(KmodelOptions(artifacts=artifacts, width=1.0, input_size=size), len(metadata.labels),
                        student_shape(conversion.provenance), for_kpu=False)
     drift = json.loads((artifacts / DRIFT_JSON_FILE).read_text())["test"]
+    runs = {json.dumps(summary["latency"].get("run"), sort_keys=True) for summary in summaries}
+    run = summaries[-1]["latency"].get("run") or {}
     last = summaries[-1]["latency"]["full_int8_ms"]
     out = ["| variant | GMAC | parameters | int8 size | test accuracy float / int8 | int8 vs its float | "
            "int8 latency 1 / 2 threads | ratio to make convert's model (1 / 2 threads) |",
@@ -48,6 +52,12 @@ def rows(artifacts: Path) -> list[str]:
             f"{'' if summary['gate_passed'] else ' (gate FAIL)'} | {latency['student_int8_ms']['1']:.1f} / "
             f"{latency['student_int8_ms']['2']:.1f} ms | {latency['ratio_to_full']['1']:.3f} / "
             f"{latency['ratio_to_full']['2']:.3f} |")
+    if len(runs) == 1 and run:
+        out.append(f"\nLatencies of one pass ({run['measured_at']}; {run['cpu']}).")
+    else:
+        out.append(f"\nNOT one run: the variants' latencies come from {len(runs)} separate runs, so their ratios to "
+                   "the full model compare, their milliseconds do not; rebuild them together with "
+                   "make student VARIANTS=\"...\".")
     return out
 
 
