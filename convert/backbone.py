@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,13 @@ def load_hed_weights(model, path: Path | None = None) -> None:
                 model.get_layer(f"block{block}_conv{conv + 1}").set_weights([kernel, bias])
 
 
+def download_failure(error: Exception) -> str:
+    """A download error in one short line: its first line with any URL shortened to ``<url>`` (keras' message
+    starts with the whole URL, which pushed the cause itself out of a 160-character notice)."""
+    line = (str(error).splitlines() or [type(error).__name__])[0]
+    return re.sub(r"https?://\S+?(:?)(\s|$)", r"<url>\1\2", line)[:160]
+
+
 def build_backbone(arch: Arch, weights: str, input_size: int, include_top: bool = False, seed: int = 0) -> Backbone:
     """Builds a VGG conv base (or the whole VGG with ``include_top``) with the requested weights.
 
@@ -105,7 +113,7 @@ def build_backbone(arch: Arch, weights: str, input_size: int, include_top: bool 
             model = application(weights="imagenet", include_top=include_top, input_shape=shape)
             return Backbone(model, arch, WeightsSource.IMAGENET.value)
         except Exception as error:  # keras.utils.get_file raises a bare Exception on any download failure
-            reason = str(error).splitlines()[0][:160]
+            reason = download_failure(error)
             if source is WeightsSource.IMAGENET:
                 raise ToolkitError(f"cannot get the ImageNet {arch.value} weights ({reason}); go online or use --weights hed") from None
             if include_top:

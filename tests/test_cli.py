@@ -294,3 +294,13 @@ def test_no_debug_images_needs_fix_none(tmp_path, capsys):
     assert info.value.code == 2 and len(err) == 1 and "--fix none" in err[0]
     parsed = build_parser().parse_args(["--debug-images", "0", "--fix", "none"])
     assert parsed.debug_images == 0
+
+
+def test_a_download_failure_keeps_its_cause_in_the_notice():
+    """keras' download error starts with the whole URL; the offline notice must still show why it failed."""
+    from convert.backbone import download_failure
+
+    url = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + "x" * 60 + "_notop.h5"
+    error = Exception(f"URL fetch failure on {url}: None -- [Errno -2] Name or service not known\nmore")
+    assert download_failure(error) == "URL fetch failure on <url>: None -- [Errno -2] Name or service not known"
+    assert download_failure(Exception()) == "Exception"
