@@ -25,6 +25,7 @@ fail() {
     echo "k210-firmware-toolchain: $1" >&2
     exit 1
 }
+. "$(dirname "$0")/apt_install.sh"
 
 have_packages() {
     command -v riscv64-unknown-elf-g++ >/dev/null && [ -f "$PICOLIBC/picolibc.specs" ] && [ -f "$GCC_TARBALL" ] &&
@@ -36,12 +37,8 @@ if ! have_packages; then
         fail "missing Debian packages and no root apt-get to install them: sudo apt-get install $PACKAGES (firmware_notes/k210.md)"
     fi
     echo "k210-firmware-toolchain: apt-get install $PACKAGES"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y --no-install-recommends $PACKAGES >"$DIR/apt.log" 2>&1; then
-        apt-get update >>"$DIR/apt.log" 2>&1 || true
-        apt-get install -y --no-install-recommends $PACKAGES >>"$DIR/apt.log" 2>&1 ||
-            fail "apt-get install $PACKAGES failed: $(tail -n 1 "$DIR/apt.log") (log: $DIR/apt.log)"
-    fi
+    # shellcheck disable=SC2086 # PACKAGES is a list of words
+    apt_install "$DIR/apt.log" $PACKAGES
     have_packages || fail "the packages installed but a tool is still missing: $PACKAGES (log: $DIR/apt.log)"
 fi
 

@@ -29,6 +29,7 @@ fail() {
     echo "pi-root: $1" >&2
     exit 1
 }
+. "$(dirname "$0")/apt_install.sh"
 
 case "$ROUTE" in
     apt) BASE="python3,python3-venv" ; APT_PACKAGES="python3-opencv python3-numpy python3-pil" ;;
@@ -41,12 +42,8 @@ esac
 if ! command -v debootstrap >/dev/null || ! command -v qemu-aarch64-static >/dev/null || ! command -v update-binfmts >/dev/null; then
     command -v apt-get >/dev/null || fail "missing $PACKAGES and no apt-get to install them (firmware_notes/raspberry_pi.md, section 6)"
     echo "pi-root: apt-get install $PACKAGES"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y --no-install-recommends $PACKAGES >"$DIR/apt.log" 2>&1; then
-        apt-get update >>"$DIR/apt.log" 2>&1 || true
-        apt-get install -y --no-install-recommends $PACKAGES >>"$DIR/apt.log" 2>&1 ||
-            fail "apt-get install $PACKAGES failed: $(tail -n 1 "$DIR/apt.log") (log: $DIR/apt.log)"
-    fi
+    # shellcheck disable=SC2086 # PACKAGES is a list of words
+    apt_install "$DIR/apt.log" $PACKAGES
 fi
 
 # binfmt_misc lets the kernel hand arm64 programs to qemu-aarch64-static, so that chroot runs them. Debian's

@@ -104,6 +104,30 @@ def test_missing_packages_without_root_apt_is_one_line_saying_what_to_install(tm
         firmware.libstdcxx_dir(cache)
 
 
+def test_a_failed_apt_install_is_one_line_with_apts_last_line(tmp_path):
+    """Root and apt-get, but the install fails (here a fake apt-get, as an unreachable mirror would): one line
+    with apt's own last line and where its log is, exit 1, after one apt-get update and a second try."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "mkdir", "rm", "cat", "tail", "dirname", "date", "env"):
+        found = shutil.which(tool)
+        if found:
+            (bin_dir / tool).symlink_to(found)
+    (bin_dir / "id").write_text("#!/bin/sh\necho 0\n")
+    calls = tmp_path / "apt_calls"
+    (bin_dir / "apt-get").write_text(f"#!/bin/sh\necho \"$1\" >> {calls}\n"
+                                     "echo 'E: Unable to locate package gcc-riscv64-unknown-elf'; exit 100\n")
+    for script in ("id", "apt-get"):
+        (bin_dir / script).chmod(0o755)
+    cache = tmp_path / "cache"
+    result = subprocess.run([str(bin_dir / "bash"), str(firmware.TOOLCHAIN_SCRIPT), str(cache)], capture_output=True,
+                            text=True, env={"PATH": str(bin_dir)}, check=False)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "failed: E: Unable to locate package gcc-riscv64-unknown-elf (log: " in lines[0], lines
+    assert calls.read_text().split() == ["install", "update", "install"]
+
+
 def test_no_toolchain_says_which_make_target_builds_it(tmp_path):
     with pytest.raises(ToolkitError, match="run `make firmware-toolchain`"):
         firmware.libstdcxx_dir(tmp_path)
