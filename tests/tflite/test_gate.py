@@ -44,3 +44,21 @@ def test_a_robust_model_passes_without_a_fix(tmp_path, prepared, robust_model):
     assert outcome.report["verdict"] == "PASS", outcome.report["test"]
     assert outcome.report["fix"] is None
     assert inspect_tflite(outcome.int8_path).float_ops == []
+
+
+def test_a_fallback_that_fails_the_test_set_is_not_kept(tmp_path, prepared, fragile_model):
+    """The fix chooses on the held-out images; when its choice still misses the budget on the test set (here
+    made so by a float reference that disagrees with any model on 5 of the 200 test images, as a test set
+    with more boundary images than the held-out one would), the full-integer model stays written and
+    reported, and the fallback's result is in the report."""
+    from dataclasses import replace
+
+    test_scores = fragile_model.test_scores.copy()
+    test_scores[:5] = test_scores[:5, ::-1]
+    outcome, out = _check(prepared, replace(fragile_model, test_scores=test_scores), tmp_path, FixMode.AUTO)
+    fix = outcome.report["fix"]
+    assert not outcome.passed and outcome.report["verdict"] == "FAIL"
+    assert fix["float_ops"] != [] and fix["test_top1_agreement_after"] < 0.995, fix
+    assert inspect_tflite(outcome.int8_path).float_ops == [] == outcome.report["int8_model"]["float_ops"]
+    assert outcome.report["test"]["top1_agreement"] == fix["test_top1_agreement_before"]
+    assert "so the full-integer model" in fix["summary"] and fix["summary"] in (out / "drift_report.md").read_text()
