@@ -24,6 +24,13 @@ def _percent(value) -> str:
     return "" if value is None else f"{value:.2%}"
 
 
+def _gate(verdict: str, float_ops: int) -> str:
+    """The gate's verdict beside the agreement: nothing for a full-integer PASS."""
+    if verdict == "PASS" and not float_ops:
+        return ""
+    return " (gate FAIL)" if verdict == "FAIL" else f" (gate {verdict}: {float_ops} float ops)"
+
+
 def rows(artifacts: Path) -> list[str]:
     metadata, conversion = read_conversion(artifacts)
     summaries = [json.loads(path.read_text()) for path in sorted((artifacts / STUDENTS_DIR).glob(f"*/{STUDENT_JSON}"))]
@@ -32,7 +39,8 @@ def rows(artifacts: Path) -> list[str]:
     size = metadata.input.height
     main = choose_plan(KmodelOptions(artifacts=artifacts, width=1.0, input_size=size), len(metadata.labels),
                        student_shape(conversion.provenance), for_kpu=False)
-    drift = json.loads((artifacts / DRIFT_JSON_FILE).read_text())["test"]
+    report = json.loads((artifacts / DRIFT_JSON_FILE).read_text())
+    drift = report["test"]
     runs = {json.dumps(summary["latency"].get("run"), sort_keys=True) for summary in summaries}
     run = summaries[-1]["latency"].get("run") or {}
     last = summaries[-1]["latency"]["full_int8_ms"]
@@ -42,14 +50,16 @@ def rows(artifacts: Path) -> list[str]:
            f"| make convert's model ({main.name.replace(' x1 ', ' ')}) | {main.macs / 1e9:.2f} | "
            f"{main.params / 1e6:.2f}M | {(artifacts / INT8_TFLITE_FILE).stat().st_size / 1e6:.2f} MB | "
            f"{_percent(drift['accuracy_float'])} / {_percent(drift['accuracy_int8'])} | "
-           f"{_percent(drift['top1_agreement'])} | {last['1']:.1f} / {last['2']:.1f} ms | 1 / 1 |"]
+           f"{_percent(drift['top1_agreement'])}{_gate(report['verdict'], len(report['int8_model']['float_ops']))} | "
+           f"{last['1']:.1f} / {last['2']:.1f} ms | 1 / 1 |"]
     for summary in summaries:
         latency = summary["latency"]
         out.append(
             f"| {summary['variant']} | {summary['gmacs']:.2f} | {summary['params'] / 1e6:.2f}M | "
             f"{summary['int8_bytes'] / 1e6:.2f} MB | {_percent(summary['accuracy_float'])} / "
             f"{_percent(summary['accuracy_int8'])} | {_percent(summary['top1_agreement'])}"
-            f"{'' if summary['gate_passed'] else ' (gate FAIL)'} | {latency['student_int8_ms']['1']:.1f} / "
+            f"{_gate(summary.get('verdict', 'PASS' if summary['gate_passed'] else 'FAIL'), summary.get('float_ops', 0))}"
+            f" | {latency['student_int8_ms']['1']:.1f} / "
             f"{latency['student_int8_ms']['2']:.1f} ms | {latency['ratio_to_full']['1']:.3f} / "
             f"{latency['ratio_to_full']['2']:.3f} |")
     if len(runs) == 1 and run:

@@ -152,6 +152,8 @@ def export_student(options: KmodelOptions, convert_options: ConvertOptions | Non
             "accuracy_int8": test.get("accuracy_int8"),
             "top1_agreement": test.get("top1_agreement"),
             "gate_passed": outcome.passed,
+            "verdict": outcome.report["verdict"],
+            "float_ops": len(outcome.report["int8_model"]["float_ops"]),
             "teacher_accuracy": None if distilled.conversion.results is None
             else distilled.conversion.results.accuracy_float,
             "latency": latency,
