@@ -80,9 +80,9 @@ class TFLiteModel:
     models are handled alike.
     """
 
-    def __init__(self, model_path: str | Path, num_threads: int | None = None):
+    def __init__(self, model_path: str | Path, num_threads: int | None = None, delegates: bool = True):
         self.model_path = Path(model_path)
-        self.interpreter = load_interpreter(self.model_path, num_threads)
+        self.interpreter = load_interpreter(self.model_path, num_threads, delegates)
         self.input_detail = self.interpreter.get_input_details()[0]
         self.output_detail = self.interpreter.get_output_details()[0]
 
@@ -116,8 +116,9 @@ class TFLiteModel:
 class Classifier(TFLiteModel):
     """A TFLite classifier checked against its metadata (input shape, number of labels)."""
 
-    def __init__(self, model_path: str | Path, metadata: ModelMetadata, num_threads: int | None = None):
-        super().__init__(model_path, num_threads)
+    def __init__(self, model_path: str | Path, metadata: ModelMetadata, num_threads: int | None = None,
+                 delegates: bool = True):
+        super().__init__(model_path, num_threads, delegates)
         self.metadata = metadata
         expected = (1, metadata.input.height, metadata.input.width, 3)
         shape = tuple(int(side) for side in self.input_detail["shape"])

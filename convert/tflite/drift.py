@@ -22,11 +22,12 @@ WORST_DISAGREEMENTS = 12  # rows listed in the report
 
 
 def run_classifier(model_path: Path, metadata: ModelMetadata, images_rgb: np.ndarray, desc: str,
-                   threads: int | None = None) -> np.ndarray:
-    """Scores of a TFLite model on already-resized uint8 RGB images, through the runtime's own path."""
+                   threads: int | None = None, delegates: bool = True) -> np.ndarray:
+    """Scores of a TFLite model on already-resized uint8 RGB images, through the runtime's own path (with
+    ``delegates=False``, TFLite's builtin kernels instead of XNNPACK's)."""
     from convert.progress import progress
 
-    classifier = Classifier(model_path, metadata, num_threads=threads)
+    classifier = Classifier(model_path, metadata, num_threads=threads, delegates=delegates)
     return np.stack([
         classifier.predict(normalize(image, metadata.input.normalization))
         for image in progress(images_rgb, desc)

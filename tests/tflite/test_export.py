@@ -161,6 +161,20 @@ def _op_outputs(path):
             if op["outputs"] and op["outputs"][0] in tensors]
 
 
+def test_builtin_kernels_run_the_same_file_without_xnnpack(exported):
+    """delegates=False (scripts/kernel_parity.py) runs TFLite's own int8 kernels: no DELEGATE node, and the
+    outputs within a few output steps of XNNPACK's (they round differently; equal is not promised)."""
+    from convert.tflite.drift import run_classifier
+
+    path, images = exported[Target.TFLITE_INT8], random_pixels(8).astype(np.uint8)
+    builtin = Classifier(path, _metadata(), num_threads=1, delegates=False)
+    default = Classifier(path, _metadata(), num_threads=1)
+    assert "DELEGATE" in {op["op_name"] for op in default.interpreter._get_ops_details()}
+    assert "DELEGATE" not in {op["op_name"] for op in builtin.interpreter._get_ops_details()}
+    xnnpack = run_classifier(path, _metadata(), images, "xnnpack", 1)
+    assert np.abs(run_classifier(path, _metadata(), images, "builtin", 1, delegates=False) - xnnpack).max() <= 4 / 256
+
+
 def test_classifier_rejects_mismatched_metadata(exported):
     written = exported
     with pytest.raises(ToolkitError, match="does not match the metadata"):
