@@ -54,11 +54,12 @@ def rows(artifacts: Path) -> list[str]:
            f"{last['1']:.1f} / {last['2']:.1f} ms | 1 / 1 |"]
     for summary in summaries:
         latency = summary["latency"]
+        verdict = summary.get("verdict") or ("PASS" if summary["gate_passed"] else "FAIL")  # older student.json
         out.append(
             f"| {summary['variant']} | {summary['gmacs']:.2f} | {summary['params'] / 1e6:.2f}M | "
             f"{summary['int8_bytes'] / 1e6:.2f} MB | {_percent(summary['accuracy_float'])} / "
             f"{_percent(summary['accuracy_int8'])} | {_percent(summary['top1_agreement'])}"
-            f"{_gate(summary.get('verdict', 'PASS' if summary['gate_passed'] else 'FAIL'), summary.get('float_ops', 0))}"
+            f"{_gate(verdict, summary.get('float_ops', 0))}"
             f" | {latency['student_int8_ms']['1']:.1f} / "
             f"{latency['student_int8_ms']['2']:.1f} ms | {latency['ratio_to_full']['1']:.3f} / "
             f"{latency['ratio_to_full']['2']:.3f} |")
