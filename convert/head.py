@@ -208,13 +208,10 @@ def teacher_targets(result: TrainResult, features: np.ndarray) -> dict[str, np.n
     maps = REDUCE_LAYER in {layer.name for layer in head.layers} and head_reads_block4(result)
     model = keras.Model(head.input, [head.output, head.get_layer(REDUCE_LAYER).output]) if maps else \
         keras.Model(result.tail.input, [result.tail.output])
-    parts = [model.predict_on_batch(features[start:start + FEATURE_BATCH])
-             for start in range(0, len(features), FEATURE_BATCH)]
-    parts = [part if isinstance(part, (list, tuple)) else [part] for part in parts]
-    probs = np.concatenate([np.asarray(part[0], np.float32) for part in parts])
-    targets = {"log_probs": np.log(np.clip(probs, 1e-7, 1.0)).astype(np.float32)}
+    outputs = predict_outputs(model, features, (np.float32, np.float16) if maps else (np.float32,))
+    targets = {"log_probs": np.log(np.clip(outputs[0], 1e-7, 1.0)).astype(np.float32)}
     if maps:
-        targets["maps"] = np.concatenate([np.asarray(part[1], np.float16) for part in parts])
+        targets["maps"] = outputs[1]
     return targets
 
 
@@ -230,6 +227,22 @@ def predict_batched(model, inputs: np.ndarray, dtype=np.float32) -> np.ndarray:
         np.asarray(model.predict_on_batch(np.asarray(inputs[start:start + FEATURE_BATCH], np.float32)), dtype)
         for start in range(0, len(inputs), FEATURE_BATCH)
     ])
+
+
+def predict_outputs(model, inputs: np.ndarray, dtypes: tuple, batch: int = FEATURE_BATCH) -> list[np.ndarray]:
+    """Every output of a (possibly multi-output) ``model`` on ``inputs`` (cast to float32 a batch at a time), in
+    batches of ``batch``: one array per output, the i-th as ``dtypes[i]``."""
+    return join_outputs([model.predict_on_batch(np.asarray(inputs[start:start + batch], np.float32))
+                         for start in range(0, len(inputs), batch)], dtypes)
+
+
+def join_outputs(parts: list, dtypes: tuple) -> list[np.ndarray]:
+    """Batches of a model's outputs (each an array, or a list of one array per output) -> one array per output,
+    the i-th as ``dtypes[i]`` (each batch cast before joining, so float16 maps never exist as float32 whole)."""
+    parts = [part if isinstance(part, (list, tuple)) else [part] for part in parts]
+    if len(parts[0]) != len(dtypes):
+        raise ValueError(f"{len(parts[0])} model outputs but {len(dtypes)} dtypes")
+    return [np.concatenate([np.asarray(part[i], dtype) for part in parts]) for i, dtype in enumerate(dtypes)]
 
 
 def assemble(backbone: Backbone, head, input_size: int, cut: str = "block5_pool", name: str = "vgg_classifier"):

@@ -166,11 +166,11 @@ def teacher_outputs(teacher, layout, images_rgb: np.ndarray, maps: bool, dtype: 
     """
     import keras
 
+    from convert.head import join_outputs, predict_outputs
     from convert.k210.student import REDUCE_LAYER
 
     if layout.head is None:  # a brought model: its own output, whole (in float32: it is not ours to clone)
-        probs = np.concatenate([np.asarray(teacher.predict_on_batch(images_rgb[i:i + 32].astype(np.float32)),
-                                           np.float32) for i in range(0, len(images_rgb), 32)])
+        probs = predict_outputs(teacher, images_rgb, (np.float32,), 32)[0]
         return np.log(np.clip(probs, 1e-7, 1.0)).astype(np.float32), None
     trunk = layout.trunk if dtype == "float32" else in_dtype(layout.trunk, dtype)
     pixels = keras.Input(teacher.input.shape[1:])
@@ -181,15 +181,12 @@ def teacher_outputs(teacher, layout, images_rgb: np.ndarray, maps: bool, dtype: 
                                     reduced])
     else:
         both = keras.Model(pixels, [layout.head(features)])
+    dtypes = (np.float32, np.float16) if maps else (np.float32,)
     if dtype == "float32" and tflite:
-        parts = _float_tflite_outputs(both, images_rgb)
+        outputs = join_outputs(_float_tflite_outputs(both, images_rgb), dtypes)
     else:
-        parts = [both.predict_on_batch(images_rgb[i:i + 32].astype(np.float32))
-                 for i in range(0, len(images_rgb), 32)]
-        parts = [part if isinstance(part, (list, tuple)) else [part] for part in parts]
-    probs = np.concatenate([np.asarray(p[0], np.float32) for p in parts])
-    fmaps = np.concatenate([np.asarray(p[1], np.float16) for p in parts]) if maps else None
-    return np.log(np.clip(probs, 1e-7, 1.0)).astype(np.float32), fmaps
+        outputs = predict_outputs(both, images_rgb, dtypes, 32)
+    return np.log(np.clip(outputs[0], 1e-7, 1.0)).astype(np.float32), outputs[1] if maps else None
 
 
 def _float_tflite_outputs(model, images_rgb: np.ndarray) -> list[list[np.ndarray]]:
