@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from convert.config import Arch, Preprocess, WeightsSource
-from runtime.errors import ToolkitError
+from runtime.errors import ToolkitError, download_failure
 from runtime.preprocess import CAFFE_MEAN_BGR
 
 log = logging.getLogger(__name__)
@@ -66,13 +65,6 @@ def load_hed_weights(model, path: Path | None = None) -> None:
                 group = f"block{block}/layers/conv2d" + (f"_{conv}" if conv else "")
                 kernel, bias = weights[f"{group}/vars/0"][()], weights[f"{group}/vars/1"][()]
                 model.get_layer(f"block{block}_conv{conv + 1}").set_weights([kernel, bias])
-
-
-def download_failure(error: Exception) -> str:
-    """A download error in one short line: its first line with any URL shortened to ``<url>`` (keras' message
-    starts with the whole URL, which pushed the cause itself out of a 160-character notice)."""
-    line = (str(error).splitlines() or [type(error).__name__])[0]
-    return re.sub(r"https?://\S+?(:?)(\s|$)", r"<url>\1\2", line)[:160]
 
 
 def build_backbone(arch: Arch, weights: str, input_size: int, include_top: bool = False, seed: int = 0) -> Backbone:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from convert.config import ConvertOptions
-from runtime.errors import ToolkitError
+from runtime.errors import ToolkitError, download_failure
 from runtime.preprocess import InputSpec, Normalization, load_image_rgb, resize_rgb
 from runtime.sources import IMAGE_SUFFIXES  # one list of image suffixes, the camera loop's
 
@@ -250,7 +250,7 @@ def fetch_public_dataset() -> Path:
     try:
         archive = keras.utils.get_file("cats_and_dogs_filtered.zip", PUBLIC_ARCHIVE_URL, extract=True)
     except Exception as error:  # get_file raises a bare Exception on download failure
-        raise ToolkitError(f"cannot download {PUBLIC_ARCHIVE_URL} ({str(error).splitlines()[0][:120]}); "
+        raise ToolkitError(f"cannot download {PUBLIC_ARCHIVE_URL} ({download_failure(error)}); "
                            "pass DATA= a local folder") from None
     root = next(Path(archive).parent.glob("**/cats_and_dogs_filtered"), None)
     if root is None:

@@ -297,8 +297,9 @@ def test_no_debug_images_needs_fix_none(tmp_path, capsys):
 
 
 def test_a_download_failure_keeps_its_cause_in_the_notice():
-    """keras' download error starts with the whole URL; the offline notice must still show why it failed."""
-    from convert.backbone import download_failure
+    """keras' download error starts with the whole URL; the offline notice (the weights) and the error (the
+    public archive) must still show why it failed."""
+    from runtime.errors import download_failure
 
     url = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/" + "x" * 60 + "_notop.h5"
     error = Exception(f"URL fetch failure on {url}: None -- [Errno -2] Name or service not known\nmore")

@@ -84,3 +84,21 @@ def _rename_test_class(root):
 def test_limit_per_class(tiny_tree):
     split = limit_per_class(scan_dataset(tiny_tree).train, 3, seed=0)
     assert list(np.bincount(split.labels)) == [3, 3]
+
+
+def test_offline_public_archive_is_one_line_with_the_cause(monkeypatch):
+    """No network: the error names the archive, keeps the cause (keras' message starts with the whole URL)
+    and says what to pass instead."""
+    import keras
+
+    from convert.data import PUBLIC_ARCHIVE_URL, fetch_public_dataset
+
+    def offline(name, origin, **_):
+        raise Exception(f"URL fetch failure on {origin}: None -- [Errno -2] Name or service not known")
+
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    with pytest.raises(ToolkitError) as raised:
+        fetch_public_dataset()
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(f"cannot download {PUBLIC_ARCHIVE_URL} (")
+    assert "[Errno -2] Name or service not known" in message and message.endswith("pass DATA= a local folder")
