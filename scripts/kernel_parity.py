@@ -24,7 +24,6 @@ def parity(artifacts: Path, images: int | None, threads: int | None) -> list[str
     from convert.schema import INT8_TFLITE_FILE, KERAS_FILE, read_conversion
     from convert.tflite.drift import compare, run_classifier
     from runtime.cpu import this_cpu
-    from runtime.interpreter import TFLiteModel
 
     metadata, conversion = read_conversion(artifacts)
     test = scan_dataset(Path(conversion.provenance.data_root)).test
@@ -37,7 +36,7 @@ def parity(artifacts: Path, images: int | None, threads: int | None) -> list[str
                                 test_rgb.astype(np.float32))
     scores = {"XNNPACK": run_classifier(model_path, metadata, test_rgb, "int8 XNNPACK", threads),
               "builtin": run_classifier(model_path, metadata, test_rgb, "int8 builtin", threads, delegates=False)}
-    step = TFLiteModel(model_path, 1).output_detail["quantization"][0]
+    step = conversion.models[INT8_TFLITE_FILE]["output_quantization"]["scale"]
     steps = np.abs(scores["XNNPACK"] - scores["builtin"]).max(1) / step
     lines = [this_cpu().notice(),
              f"{len(test_rgb)} test images of {conversion.provenance.data_root}: outputs identical on "
@@ -46,8 +45,9 @@ def parity(artifacts: Path, images: int | None, threads: int | None) -> list[str
              f"{int((scores['XNNPACK'].argmax(1) != scores['builtin'].argmax(1)).sum())}"]
     for name, candidate in scores.items():
         measured = compare(reference, candidate, test.labels)
+        differ = int((reference.argmax(1) != candidate.argmax(1)).sum())
         lines.append(f"{name}: top-1 agreement with float {measured['top1_agreement']:.2%} "
-                     f"({int(round((1 - measured['top1_agreement']) * len(test_rgb)))} differ), accuracy "
+                     f"({differ} differ), accuracy "
                      f"{measured['accuracy_candidate']:.2%} (float {measured['accuracy_reference']:.2%})")
     return lines
 

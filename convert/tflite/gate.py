@@ -128,8 +128,7 @@ def quantize_and_check(float_model: FloatModel, prepared: Prepared, calibration:
             else:
                 # The fallback's cost (size, speed, float ops an integer-only target cannot run) bought no
                 # pass, so the full-integer model is what stays written, and what the report describes.
-                ctx.float_fallback_nodes = ()
-                export_tflite_int8(ctx)
+                _restore_full_integer(ctx)
                 fix.summary += (f"; it met the budget on the held-out validation images, but on the test set "
                                 f"agreement is {fixed.test['top1_agreement']:.2%}, still below it, so the "
                                 f"full-integer model ({measured.test['top1_agreement']:.2%}) is kept")
@@ -268,11 +267,16 @@ def _auto_fix(ctx: ExportContext, float_model: FloatModel, prepared: Prepared, m
                 test_scores=drift.run_classifier(int8_path, metadata, prepared.test_rgb, "fixed int8 on test",
                                                  options.threads))
     # Not fixable this way: restore the full-integer model so the rejected artifacts show the original.
-    ctx.float_fallback_nodes = ()
-    export_tflite_int8(ctx)
+    _restore_full_integer(ctx)
     summary = (f"no fix with up to {len(chosen)} float op(s) before {blamed.op_name} {blamed.short_name}; "
                f"a better-margined float model is needed ({float_model.remedy})")
     return FixOutcome("float fallback", summary, steps, blamed=blamed.to_dict())
+
+
+def _restore_full_integer(ctx: ExportContext) -> None:
+    """Rewrites the int8 file without any float fallback (quantized from the one calibration again)."""
+    ctx.float_fallback_nodes = ()
+    export_tflite_int8(ctx)
 
 
 def _median_latency_ms(model_path: Path, metadata: ModelMetadata, image_rgb: np.ndarray, threads: int | None) -> float:
