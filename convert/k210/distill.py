@@ -42,15 +42,16 @@ def distill(student, train_rgb: np.ndarray, teacher_logits: np.ndarray, labels: 
                                      math.ceil(len(train_rgb) / options.batch_size), cut)
     if cut is None:
         dataset = _distillation_dataset(train_rgb, teacher_logits, labels, teacher_maps, options)
-    else:  # the frozen blocks' outputs, of each image and of its mirror image, computed once
-        prefix = keras.Model(student.input, student.get_layer(cut).output)
-        inputs = [predict_batched(prefix, images, dtype=np.float16) for images in (train_rgb, train_rgb[:, :, ::-1])]
+        scored, val_inputs = student, val_rgb
+    else:  # the frozen blocks' outputs, of each image, of its mirror image and of the held-out images, once
+        *inputs, val_inputs = frozen_outputs(student, cut, [train_rgb, train_rgb[:, :, ::-1], val_rgb])
         log.info("blocks 1-%d frozen: their outputs computed once (%s each, of %d images and their mirror images)",
                  options.freeze_blocks, "x".join(str(d) for d in inputs[0].shape[1:]), len(train_rgb))
         dataset = _distillation_dataset(inputs, teacher_logits, labels, teacher_maps, options)
+        scored = keras.Model(trainer.input, trainer.outputs[0])  # the layers after the cut, to the logits
 
     def held_out_accuracy() -> float:
-        return float(np.mean(predict_batched(student, val_rgb.astype(np.float32)).argmax(1) == val_labels))
+        return float(np.mean(predict_batched(scored, val_inputs).argmax(1) == val_labels))
 
     history = [{"epoch": 0, "loss": None, "val_accuracy": held_out_accuracy()}]  # as initialized
     log.info("initialized: held-out accuracy %.4f", history[0]["val_accuracy"])
@@ -60,6 +61,31 @@ def distill(student, train_rgb: np.ndarray, teacher_logits: np.ndarray, labels: 
         log.info("epoch %d: loss %.4f, held-out accuracy %.4f", epoch + 1, history[-1]["loss"],
                  history[-1]["val_accuracy"])
     return history
+
+
+def frozen_outputs(student, cut: str, image_sets: list[np.ndarray]) -> list[np.ndarray]:
+    """The outputs (float16) of ``student``'s layers up to ``cut`` on each set of images, as the frozen
+    blocks' inputs to the layers that train.
+
+    A float32 student runs them as a fixed-size float32 TFLite copy of those layers (the same weights and
+    graph): XNNPACK's kernels took about half Keras' time for the x0.375 variant's blocks 1-3 on the AVX2
+    EPYC (README, the AVX2 make kmodel run). A student in another dtype policy (bf16) keeps Keras, which is
+    fast where bf16 is native.
+    """
+    import keras
+
+    from convert.head import join_outputs, predict_batched
+
+    if student.get_layer(cut).dtype_policy.compute_dtype != "float32":
+        prefix = keras.Model(student.input, student.get_layer(cut).output)
+        return [predict_batched(prefix, images, dtype=np.float16) for images in image_sets]
+    names = [layer.name for layer in student.layers]
+    start = x = keras.Input(image_sets[0].shape[1:], name=student.layers[0].name)
+    for layer in student.layers[1:names.index(cut) + 1]:
+        x = layer(x)
+    prefix = keras.Model(start, x)
+    return [join_outputs(parts, (np.float16,))[0]
+            for parts in _float_tflite_outputs(prefix, image_sets, "frozen blocks")]
 
 
 def _trainer(student, teacher_maps: np.ndarray | None, options: KmodelOptions, classes: int, steps_per_epoch: int,
@@ -183,23 +209,25 @@ def teacher_outputs(teacher, layout, images_rgb: np.ndarray, maps: bool, dtype: 
         both = keras.Model(pixels, [layout.head(features)])
     dtypes = (np.float32, np.float16) if maps else (np.float32,)
     if dtype == "float32" and tflite:
-        outputs = join_outputs(_float_tflite_outputs(both, images_rgb), dtypes)
+        outputs = join_outputs(_float_tflite_outputs(both, [images_rgb])[0], dtypes)
     else:
         outputs = predict_outputs(both, images_rgb, dtypes, 32)
     return np.log(np.clip(outputs[0], 1e-7, 1.0)).astype(np.float32), outputs[1] if maps else None
 
 
-def _float_tflite_outputs(model, images_rgb: np.ndarray) -> list[list[np.ndarray]]:
-    """``model``'s outputs on each image (a list of batches of one, as the Keras path gives batches), through
-    its float32 TFLite copy: the same float32 graph, on XNNPACK's kernels, which ran the teacher faster than
-    Keras on the 2-core AVX2 EPYC (README, the AVX2 make kmodel run)."""
+def _float_tflite_outputs(model, image_sets: list[np.ndarray], what: str = "teacher outputs"
+                          ) -> list[list[list[np.ndarray]]]:
+    """``model``'s outputs on each image of each set (per set, a list of batches of one, as the Keras path
+    gives batches), through its float32 TFLite copy, exported once: the same float32 graph, on XNNPACK's
+    kernels, which ran the teacher faster than Keras on the 2-core AVX2 EPYC (README, the AVX2 make kmodel
+    run)."""
     import tempfile
 
     from convert.progress import progress
     from convert.tflite.export import ExportContext, Target, export
     from runtime.interpreter import load_interpreter
 
-    with tempfile.TemporaryDirectory(prefix="kmodel-teacher-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="kmodel-float-") as tmp:
         ctx = ExportContext(model=model, out_dir=Path(tmp), work_dir=Path(tmp))
         interpreter = load_interpreter(export(ctx, [Target.TFLITE_FLOAT])[Target.TFLITE_FLOAT])
         source = interpreter.get_input_details()[0]["index"]
@@ -207,12 +235,15 @@ def _float_tflite_outputs(model, images_rgb: np.ndarray) -> list[list[np.ndarray
         # TFLite orders the outputs its own way: each Keras output is found by its shape (they differ).
         order = [next(d["index"] for d in details if tuple(d["shape"][1:]) == tuple(output.shape[1:]))
                  for output in model.outputs]
-        parts = []
-        for image in progress(images_rgb, "teacher outputs"):
-            interpreter.set_tensor(source, image[None].astype(np.float32))
-            interpreter.invoke()
-            parts.append([interpreter.get_tensor(index).copy() for index in order])
-        return parts
+        sets = []
+        for images in image_sets:
+            parts = []
+            for image in progress(images, what):
+                interpreter.set_tensor(source, image[None].astype(np.float32))
+                interpreter.invoke()
+                parts.append([interpreter.get_tensor(index).copy() for index in order])
+            sets.append(parts)
+        return sets
 
 
 def in_dtype(model, dtype: str):

@@ -56,6 +56,30 @@ def test_frozen_blocks_stay_as_initialized_and_the_rest_trains(map_weight):
         frozen = name.startswith(("block1_", "block2_", "caffe_preprocess"))
         assert moved != frozen, name
     assert len(student.layers) == len(build_student(plan).layers)  # no training-only layer left in it
+    # the held-out accuracy is scored on the frozen blocks' cached outputs: the whole student agrees
+    whole = float(np.mean(student.predict(images[:4], verbose=0).argmax(1) == labels[:4]))
+    assert history[-1]["val_accuracy"] == whole
+
+
+@pytest.mark.parametrize("dtype", [None, "mixed_bfloat16"])
+def test_frozen_outputs_are_the_students_own_layers(dtype):
+    """The frozen blocks' outputs (a TFLite copy of the layers in float32, Keras in bf16) are what the
+    student's own layers give, to float16's precision, for every set of images."""
+    import keras
+
+    from convert.k210.distill import frozen_outputs
+
+    plan = plan_vgg("vgg16", 0.125, 32, 2, blocks=4, reduce_channels=128)
+    student = build_student(plan, any_size=True, dtype=dtype)  # as the distillation trains it
+    images = np.random.default_rng(1).integers(0, 256, (6, 32, 32, 3)).astype(np.uint8)
+    sets = [images, images[:, :, ::-1], images[:2]]
+    outputs = frozen_outputs(student, "block2_pool", sets)
+    prefix = keras.Model(student.input, student.get_layer("block2_pool").output)
+    for got, images_ in zip(outputs, sets):
+        want = prefix.predict(images_.astype(np.float32), verbose=0)
+        assert got.dtype == np.float16 and got.shape == want.shape
+        np.testing.assert_allclose(got.astype(np.float32), want, rtol=0.02 if dtype else 2e-3,
+                                   atol=0.02 * float(np.abs(want).max()) if dtype else 1e-3 * float(np.abs(want).max()))
 
 
 def test_frozen_blocks_follow_the_cpu():
