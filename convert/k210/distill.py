@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -44,9 +45,11 @@ def distill(student, train_rgb: np.ndarray, teacher_logits: np.ndarray, labels: 
         dataset = _distillation_dataset(train_rgb, teacher_logits, labels, teacher_maps, options)
         scored, val_inputs = student, val_rgb
     else:  # the frozen blocks' outputs, of each image, of its mirror image and of the held-out images, once
+        started = time.perf_counter()
         *inputs, val_inputs = frozen_outputs(student, cut, [train_rgb, train_rgb[:, :, ::-1], val_rgb])
-        log.info("blocks 1-%d frozen: their outputs computed once (%s each, of %d images and their mirror images)",
-                 options.freeze_blocks, "x".join(str(d) for d in inputs[0].shape[1:]), len(train_rgb))
+        log.info("blocks 1-%d frozen: their outputs computed once in %.0f s (%s each, of %d images, their mirror "
+                 "images and %d held-out images)", options.freeze_blocks, time.perf_counter() - started,
+                 "x".join(str(d) for d in inputs[0].shape[1:]), len(train_rgb), len(val_rgb))
         dataset = _distillation_dataset(inputs, teacher_logits, labels, teacher_maps, options)
         scored = keras.Model(trainer.input, trainer.outputs[0])  # the layers after the cut, to the logits
 
@@ -56,10 +59,12 @@ def distill(student, train_rgb: np.ndarray, teacher_logits: np.ndarray, labels: 
     history = [{"epoch": 0, "loss": None, "val_accuracy": held_out_accuracy()}]  # as initialized
     log.info("initialized: held-out accuracy %.4f", history[0]["val_accuracy"])
     for epoch in progress(range(options.epochs), "distill", total=options.epochs, unit="epoch"):
+        started = time.perf_counter()
         fit = trainer.fit(dataset, epochs=1, verbose=0)
-        history.append({"epoch": epoch + 1, "loss": float(fit.history["loss"][-1]), "val_accuracy": held_out_accuracy()})
-        log.info("epoch %d: loss %.4f, held-out accuracy %.4f", epoch + 1, history[-1]["loss"],
-                 history[-1]["val_accuracy"])
+        history.append({"epoch": epoch + 1, "loss": float(fit.history["loss"][-1]), "val_accuracy": held_out_accuracy(),
+                        "seconds": round(time.perf_counter() - started, 1)})
+        log.info("epoch %d: loss %.4f, held-out accuracy %.4f, %.0f s", epoch + 1, history[-1]["loss"],
+                 history[-1]["val_accuracy"], history[-1]["seconds"])
     return history
 
 
@@ -296,8 +301,10 @@ def train_student(plan: Plan, layout, inputs, teacher_logits: np.ndarray, teache
     student = build_student(plan, seed=options.seed, any_size=True)  # float32: the refit needs the precision
     rng = np.random.default_rng(options.seed)
     sample = np.sort(rng.choice(inputs.fit_index, min(options.init_images, len(inputs.fit_index)), replace=False))
+    started = time.perf_counter()
     init = init_from_teacher(student, layout, inputs.teacher_rgb[sample], teacher_logits[sample],
                              reconstruct=options.reconstruct, seed=options.seed)
+    log.info("initialized from the teacher on %d images in %.0f s", len(sample), time.perf_counter() - started)
     inputs.teacher_rgb = inputs.train_rgb  # free the teacher-size copy
     for name, (before, after) in init.relative_error.items():
         log.info("init %s: relative error %.3f (kept channels) -> %.3f (refit)", name, before, after)
