@@ -32,9 +32,14 @@ FILE *const stdin = &uart_stream;
 FILE *const stdout = &uart_stream;
 FILE *const stderr = &uart_stream;
 
-/* The heap between the SDK linker script's _heap_start and _heap_end (lds/kendryte.ld), as its sys_brk. */
+/* The heap between the SDK linker script's _heap_start and _heap_end (lds/kendryte.ld), as its sys_brk.
+ * The SDK's iomem allocator (drivers/iomem.c: the uncached copies its DMA and SPI drivers make of buffers at
+ * cached addresses, FIX_CACHE) takes, when first used, everything from the SDK's _heap_line to the heap's end
+ * as its pool and zeroes it: _heap_line must follow this heap's top, as the SDK's own sys_brk keeps it
+ * (bsp/syscalls.c), or that first use wipes every block malloc has handed out (nncase's runtime among them). */
 extern char _heap_start[];
 extern char _heap_end[];
+extern char *_heap_line;
 static char *heap_top = _heap_start;
 
 void *sbrk(ptrdiff_t increment)
@@ -46,6 +51,8 @@ void *sbrk(ptrdiff_t increment)
         return (void *)-1;
     }
     heap_top += increment;
+    if (heap_top > _heap_line)
+        _heap_line = heap_top;
     return previous;
 }
 
