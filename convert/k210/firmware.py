@@ -192,6 +192,38 @@ def selftest_header(kmodel_input_uint8: np.ndarray, expected: np.ndarray, image:
             f"static const float VGG_EDGE_SELFTEST_EXPECTED[{expected.size}] = {{{scores}}};\n")
 
 
+FONT_HEADER = "vgg_edge_font.h"  # in the build folder's generated/: the LCD's glyphs (board/lcd.c)
+FONT_CELL = (10, 16)  # width, height in pixels
+
+
+def font_header(cell: tuple[int, int] = FONT_CELL) -> str:
+    """The C header of the board program's LCD font: ASCII 32-126 drawn by OpenCV's Hershey "plain" font
+    (public-domain strokes) into ``cell``-sized cells, one uint16 per row, the leftmost pixel in bit
+    width-1."""
+    import cv2
+
+    width, height = cell
+    rows = []
+    for code in range(32, 127):
+        glyph = np.zeros((height, width), np.uint8)
+        cv2.putText(glyph, chr(code), (0, 12), cv2.FONT_HERSHEY_PLAIN, 0.9, 255, 1, cv2.LINE_8)
+        bits = (glyph > 127).astype(np.uint32) << np.arange(width - 1, -1, -1, dtype=np.uint32)
+        rows.append(f"    {{{', '.join(f'0x{int(v):04x}' for v in bits.sum(axis=1))}}}, /* {chr(code)!r} */")
+    return ("/* Written by `make firmware`: the board program's LCD font, ASCII 32-126 drawn by OpenCV's\n"
+            " * Hershey plain font (convert/k210/firmware.py font_header); one uint16 a row, the leftmost pixel\n"
+            " * in bit W-1. */\n"
+            "#pragma once\n#include <stdint.h>\n"
+            f"#define VGG_EDGE_FONT_W {width}\n#define VGG_EDGE_FONT_H {height}\n"
+            f"static const uint16_t VGG_EDGE_FONT[95][{height}] = {{\n" + "\n".join(rows) + "\n};\n")
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    """``text`` into ``path`` unless it already holds it (Ninja then rebuilds nothing for it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+
+
 @dataclass
 class BoardInputs:
     """What the board program links in.
@@ -217,6 +249,7 @@ def configure(build: Path, sources: dict[str, Path], libstdcxx: Path, board: str
                f"-DDEMO_DIR={sources['kendryte-standalone-demo']}", f"-DBOARD={board}",
                f"-DBUILD_BOARD={'ON' if inputs else 'OFF'}"]
     if inputs:
+        write_if_changed(build / "generated" / FONT_HEADER, font_header())
         command += [f"-DKMODEL={inputs.kmodel}", f"-DLABELS_HEADER={inputs.labels_header}",
                     f"-DSELFTEST_HEADER={inputs.selftest_header}"]
     _run(command, build / "configure.log", "CMake configure of firmware/k210")

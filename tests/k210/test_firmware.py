@@ -60,6 +60,20 @@ def test_selftest_header_holds_the_input_bytes_and_the_simulator_scores():
     assert "VGG_EDGE_SELFTEST_EXPECTED[2] = {0.25f, 0.75f}" in text
 
 
+def test_the_lcd_font_has_every_printable_ascii_glyph_in_its_cell():
+    import re
+
+    text = firmware.font_header()
+    width, height = firmware.FONT_CELL
+    assert f"#define VGG_EDGE_FONT_W {width}" in text and f"VGG_EDGE_FONT[95][{height}]" in text
+    glyphs = [[int(v, 16) for v in row.split(", ")] for row in re.findall(r"\{(0x[0-9a-f, x]+)\}", text)]
+    assert len(glyphs) == 95 and all(len(rows) == height for rows in glyphs)
+    assert all(v < 1 << width for rows in glyphs for v in rows)  # nothing outside the cell's columns
+    ink = [sum(bin(v).count("1") for v in rows) for rows in glyphs]
+    assert ink[0] == 0 and all(ink[1:])  # a blank space, and every other character draws something
+    assert glyphs[ord("l") - 32] != glyphs[ord("1") - 32] and glyphs[ord("O") - 32] != glyphs[ord("0") - 32]
+
+
 def test_flash_refuses_without_a_port_a_device_or_an_image(tmp_path):
     with pytest.raises(ToolkitError, match=r"no serial port: make flash PORT=/dev/ttyUSB0"):
         flash.flash_command(tmp_path, None, "dan")
@@ -217,6 +231,29 @@ def test_a_tiny_kmodels_firmware_builds_and_fits(firmware_build, tiny_kmodel):
     assert "create_runtime_module" in symbols and "nncase_v1_load_kmodel" in symbols
     content = image.read_bytes()
     assert b"self-test only" not in content and b'"selftest"' in content  # a Maix board: camera loop, self-test
+    assert "lcd_draw_frame" in symbols and "lcd_text" in symbols  # and its LCD
+
+
+@pytest.mark.slow(seconds=10)
+@pytest.mark.firmware
+@pytest.mark.parametrize("board,camera,lcd", [("kd233", False, True), ("trainer", False, False)])
+def test_each_board_kind_builds_with_the_camera_and_lcd_it_has(firmware_build, board, camera, lcd):
+    """The KD233 (an LCD, no camera pin table here) and the trainer board (neither) build as well; the shared
+    build folder is reconfigured for each, then restored to the Maix Dock's."""
+    build, inputs = firmware_build["build"], firmware_build["inputs"]
+    libstdcxx = firmware.libstdcxx_dir(firmware_build["cache"])
+    try:
+        firmware.configure(build, firmware_build["sources"], libstdcxx, board, inputs)
+        firmware.build_targets(build, [firmware.FIRMWARE_NAME])
+        elf = build / "vgg_edge.elf"
+        symbols = subprocess.run(["riscv64-unknown-elf-nm", str(elf)], capture_output=True, text=True,
+                                 check=True).stdout
+        content = (build / "vgg_edge.bin").read_bytes()
+        assert (b"self-test only" not in content) == camera and ("lcd_draw_frame" in symbols) == lcd
+        assert board.encode() in content  # the board's name in its first JSON line
+    finally:
+        firmware.configure(build, firmware_build["sources"], libstdcxx, "dan", inputs)
+        firmware.build_targets(build, [firmware.FIRMWARE_NAME])
 
 
 @pytest.mark.slow(seconds=1)

@@ -1,7 +1,8 @@
 /*
  * Ours (vgg-edge): the K210 board program. Camera frame (OV2640 on the DVP) -> model_k210.kmodel (nncase 1.9,
  * kmodel V5, run by the SDK's kpu_run_kmodel on nncase 1.9's runtime, built from source by
- * firmware/k210/CMakeLists.txt) -> one JSON line per frame on the UART (115200 baud).
+ * firmware/k210/CMakeLists.txt) -> one JSON line per frame on the UART (115200 baud) and, on a board with an
+ * LCD (boards.h), the camera frame with the label and score over it (lcd.c).
  *
  * At start it runs the kmodel once on a test photo linked in beside it (vgg_edge_selftest.h, written by
  * `make firmware`) and prints its scores next to nncase's simulator's for the same input: the chip's KPU
@@ -26,6 +27,9 @@
 #include "k210_labels.h" /* K210_LABELS, K210_NUM_CLASSES, K210_INPUT_W, K210_INPUT_H: from `make kmodel` */
 #include "ov2640.h"
 #include "vgg_edge_selftest.h" /* VGG_EDGE_SELFTEST_INPUT, _EXPECTED, _FILE: from `make firmware` */
+#if VGG_EDGE_HAS_LCD
+#include "lcd.h"
+#endif
 
 #define CAMERA_W 320
 #define CAMERA_H 240
@@ -38,6 +42,32 @@ extern const uint8_t vgg_edge_kmodel_end[];
 static uint8_t g_model_in[K210_INPUT_W * K210_INPUT_H * 3] __attribute__((aligned(128)));
 static kpu_model_context_t g_task;
 static volatile int g_ai_done;
+#if VGG_EDGE_HAS_CAMERA || VGG_EDGE_HAS_LCD
+/* RGB565, two pixels a 32-bit word: the DVP's display output, and what the LCD shows. */
+static uint32_t g_display_buf[CAMERA_W * CAMERA_H / 2] __attribute__((aligned(64)));
+#endif
+
+static double elapsed_ms(uint64_t started)
+{
+    return (double)(read_cycle() - started) * 1000.0 / sysctl_clock_get_freq(SYSCTL_CLOCK_CPU);
+}
+
+#if VGG_EDGE_HAS_LCD
+/* The label and its score over the top of the frame, then the frame on the LCD; returns the ms it took. */
+static double show(const char *label, float score, const char *note)
+{
+    uint64_t started = read_cycle();
+    char line[48];
+    int percent = (int)(score * 100.0f + 0.5f);
+    snprintf(line, sizeof(line), " %s %d%% ", label, percent);
+    lcd_fill(g_display_buf, 0, 0, LCD_W, 36, LCD_BLACK);
+    lcd_text(g_display_buf, 0, 2, line, 2, percent >= 50 ? LCD_GREEN : LCD_YELLOW, LCD_BLACK);
+    if (note)
+        lcd_text(g_display_buf, 0, 36, note, 1, LCD_WHITE, LCD_BLACK);
+    lcd_draw_frame(g_display_buf);
+    return elapsed_ms(started);
+}
+#endif
 
 static void on_ai_done(void *userdata)
 {
@@ -67,7 +97,7 @@ static const float *run_model(const uint8_t *input, double *latency_ms)
     size_t output_bytes;
     if (kpu_get_output(&g_task, 0, &output, &output_bytes) != 0 || output_bytes != K210_NUM_CLASSES * sizeof(float))
         return NULL;
-    *latency_ms = (double)(read_cycle() - started) * 1000.0 / sysctl_clock_get_freq(SYSCTL_CLOCK_CPU);
+    *latency_ms = elapsed_ms(started);
     return (const float *)output;
 }
 
@@ -93,12 +123,17 @@ static void self_test(void)
     for (int i = 0; i < K210_NUM_CLASSES; i++)
         printf(i ? ", %.6f" : "%.6f", VGG_EDGE_SELFTEST_EXPECTED[i]);
     printf("], \"max_abs_diff\": %.6f, \"latency_ms\": %.2f}}\n", max_diff, latency_ms);
+#if VGG_EDGE_HAS_LCD
+    int best = best_class(scores);
+    char note[40];
+    snprintf(note, sizeof(note), "self-test: max diff %.4f", (double)max_diff);
+    show(K210_LABELS[best], scores[best], note);
+#endif
 }
 
 #if VGG_EDGE_HAS_CAMERA
 /* The DVP writes planar R, G, B (CAMERA_W x CAMERA_H each) into its "AI" buffer. */
 static uint8_t g_ai_buf[CAMERA_W * CAMERA_H * 3] __attribute__((aligned(128)));
-static uint32_t g_display_buf[CAMERA_W * CAMERA_H / 2] __attribute__((aligned(64))); /* RGB565, unused */
 static volatile int g_frame_done;
 
 static int on_dvp_irq(void *ctx)
@@ -119,16 +154,19 @@ static int on_dvp_irq(void *ctx)
 }
 
 /* Squash-resize each plane to the model's size, nearest pixel (make convert's default `--resize squash`;
- * the converter interpolates, this picks: the difference is part of what a board run shows). */
+ * the converter interpolates, this picks: the difference is part of what a board run shows). The DVP
+ * writes memory behind the CPU's cache: the planes are read through the SRAM's uncached alias (kpu.h's
+ * IOMEM), so no line of an earlier frame is read from the cache. */
 static void resize_planes(const uint8_t *src, uint8_t *dst)
 {
+    src = (const uint8_t *)((uintptr_t)src - IOMEM);
     for (int c = 0; c < 3; c++)
     {
-        const uint8_t *plane = src + c * CAMERA_W * CAMERA_H;
+        const volatile uint8_t *plane = src + c * CAMERA_W * CAMERA_H;
         uint8_t *out = dst + c * K210_INPUT_W * K210_INPUT_H;
         for (int y = 0; y < K210_INPUT_H; y++)
         {
-            const uint8_t *row = plane + (y * CAMERA_H / K210_INPUT_H) * CAMERA_W;
+            const volatile uint8_t *row = plane + (y * CAMERA_H / K210_INPUT_H) * CAMERA_W;
             for (int x = 0; x < K210_INPUT_W; x++)
                 out[y * K210_INPUT_W + x] = row[x * CAMERA_W / K210_INPUT_W];
         }
@@ -187,9 +225,15 @@ static void camera_loop(void)
             continue;
         }
         int best = best_class(scores);
-        double frame_ms = (double)(read_cycle() - started) * 1000.0 / sysctl_clock_get_freq(SYSCTL_CLOCK_CPU);
-        printf("{\"frame\": %lu, \"label\": \"%s\", \"score\": %.4f, \"model_ms\": %.2f, \"frame_ms\": %.2f}\n", frame,
-               K210_LABELS[best], scores[best], model_ms, frame_ms);
+        double lcd_ms = 0;
+#if VGG_EDGE_HAS_LCD
+        char note[32];
+        snprintf(note, sizeof(note), "KPU %.1f ms", model_ms);
+        lcd_ms = show(K210_LABELS[best], scores[best], note);
+#endif
+        double frame_ms = elapsed_ms(started);
+        printf("{\"frame\": %lu, \"label\": \"%s\", \"score\": %.4f, \"model_ms\": %.2f, \"lcd_ms\": %.2f, "
+               "\"frame_ms\": %.2f}\n", frame, K210_LABELS[best], scores[best], model_ms, lcd_ms, frame_ms);
     }
 }
 #endif
@@ -199,6 +243,11 @@ int main(void)
     sysctl_pll_set_freq(SYSCTL_PLL0, 800000000UL);
     sysctl_pll_set_freq(SYSCTL_PLL1, 400000000UL); /* the KPU clock */
     uarths_init();
+#ifdef VGG_EDGE_IO_BANKS_1V8
+    const sysctl_power_bank_t banks_1v8[] = VGG_EDGE_IO_BANKS_1V8; /* the camera's and LCD's IO banks */
+    for (size_t i = 0; i < sizeof(banks_1v8) / sizeof(banks_1v8[0]); i++)
+        sysctl_set_power_mode(banks_1v8[i], SYSCTL_POWER_V18);
+#endif
     plic_init();
     sysctl_enable_irq();
 
@@ -211,6 +260,11 @@ int main(void)
         while (1)
             ;
     }
+#if VGG_EDGE_HAS_LCD
+    /* After the runtime's allocations: the LCD's first transfer sets up the SDK's iomem pool above the heap
+     * malloc has used by then (compat/picolibc_glue.c). */
+    lcd_init();
+#endif
     self_test();
 #if VGG_EDGE_HAS_CAMERA
     camera_loop();
