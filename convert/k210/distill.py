@@ -86,12 +86,21 @@ def frozen_outputs(student, cut: str, image_sets: list[np.ndarray]) -> list[np.n
         prefix = keras.Model(student.input, student.get_layer(cut).output)
         return [predict_batched(prefix, images, dtype=np.float16) for images in image_sets]
     names = [layer.name for layer in student.layers]
-    start = x = keras.Input(image_sets[0].shape[1:], name=student.layers[0].name)
-    for layer in student.layers[1:names.index(cut) + 1]:
-        x = layer(x)
-    prefix = keras.Model(start, x)
+    start, tensors = _rewired(student.layers[1:names.index(cut) + 1], image_sets[0].shape[1:], student.layers[0].name)
     return [join_outputs(parts, (np.float16,))[0]
-            for parts in _float_tflite_outputs(prefix, image_sets, "frozen blocks")]
+            for parts in _float_tflite_outputs(keras.Model(start, tensors[cut]), image_sets, "frozen blocks")]
+
+
+def _rewired(layers: list, input_shape: tuple, name: str):
+    """Layers of a chain model called again, in order, on a new input of ``input_shape`` (the same weights):
+    returns (that input, each layer's output by name)."""
+    import keras
+
+    start = x = keras.Input(input_shape, name=name)
+    tensors = {}
+    for layer in layers:
+        x = tensors[layer.name] = layer(x)
+    return start, tensors
 
 
 def _trainer(student, teacher_maps: np.ndarray | None, options: KmodelOptions, classes: int, steps_per_epoch: int,
@@ -112,9 +121,9 @@ def _trainer(student, teacher_maps: np.ndarray | None, options: KmodelOptions, c
     start, tensors = student.input, {layer.name: layer.output for layer in student.layers}
     if cut is not None:  # the layers after the cut, called again on a new input: the same weights
         names = [layer.name for layer in student.layers]
-        start = x = keras.Input(student.get_layer(cut).output.shape[1:], name=f"{cut}_outputs")
-        for layer in student.layers[names.index(cut) + 1:]:
-            x = tensors[layer.name] = layer(x)
+        start, after = _rewired(student.layers[names.index(cut) + 1:], student.get_layer(cut).output.shape[1:],
+                                f"{cut}_outputs")
+        tensors.update(after)
     outputs = [tensors[LOGITS_LAYER]]
     if teacher_maps is not None:
         rms = float(np.sqrt(np.mean(np.square(teacher_maps[:64].astype(np.float32))))) or 1.0
