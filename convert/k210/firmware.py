@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.artifacts import sha256_file, write_json_atomic
+from convert.artifacts import sha256_file, write_json_atomic, write_text_atomic
 from convert.k210.compile import DEFAULT_TOOLCHAIN, KmodelInput, simulate_kmodel
 from convert.schema import (
     K210_LABELS_HEADER,
@@ -218,10 +218,10 @@ def font_header(cell: tuple[int, int] = FONT_CELL) -> str:
 
 
 def write_if_changed(path: Path, text: str) -> None:
-    """``text`` into ``path`` unless it already holds it (Ninja then rebuilds nothing for it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A generated header: ``text`` into ``path`` (atomically) unless it already holds it (Ninja then
+    rebuilds nothing for it)."""
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        path.write_text(text, encoding="utf-8")
+        write_text_atomic(path, text)
 
 
 @dataclass
@@ -368,8 +368,7 @@ def build(artifacts: Path, board: str = "dan", vendor: Path | None = None, cache
     work = artifacts / K210_WORK_DIR / "firmware"
     expected, _ = simulate_kmodel(kmodel, images, kmodel_input, work / "selftest", toolchain)
     header = cache / "generated" / "vgg_edge_selftest.h"
-    header.parent.mkdir(parents=True, exist_ok=True)
-    header.write_text(selftest_header(kmodel_input.from_nhwc(images)[0], expected[0], names[0]), encoding="utf-8")
+    write_if_changed(header, selftest_header(kmodel_input.from_nhwc(images)[0], expected[0], names[0]))
 
     build_dir = build_folder(cache)
     configure(build_dir, sources, libstdcxx, board, BoardInputs(kmodel.resolve(), labels.resolve(), header))
