@@ -11,6 +11,7 @@ worker. They are marked `firmware` (`make test-firmware` runs only them).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -240,10 +241,7 @@ def test_a_tiny_kmodels_firmware_builds_and_fits(firmware_build, tiny_kmodel):
 def test_each_board_kind_builds_with_the_camera_and_lcd_it_has(firmware_build, board, camera, lcd):
     """The KD233 (an LCD, no camera pin table here) and the trainer board (neither) build as well; the shared
     build folder is reconfigured for each, then restored to the Maix Dock's."""
-    build, inputs = firmware_build["build"], firmware_build["inputs"]
-    libstdcxx = firmware.libstdcxx_dir(firmware_build["cache"])
-    try:
-        firmware.configure(build, firmware_build["sources"], libstdcxx, board, inputs)
+    with reconfigured(firmware_build, board, firmware_build["inputs"]) as build:
         firmware.build_targets(build, [firmware.FIRMWARE_NAME])
         elf = build / "vgg_edge.elf"
         symbols = subprocess.run(["riscv64-unknown-elf-nm", str(elf)], capture_output=True, text=True,
@@ -251,8 +249,19 @@ def test_each_board_kind_builds_with_the_camera_and_lcd_it_has(firmware_build, b
         content = (build / "vgg_edge.bin").read_bytes()
         assert (b"self-test only" not in content) == camera and ("lcd_draw_frame" in symbols) == lcd
         assert board.encode() in content  # the board's name in its first JSON line
+
+
+@contextlib.contextmanager
+def reconfigured(firmware_build, board: str, inputs):
+    """The shared build folder configured for ``board`` and ``inputs``; afterwards configured and built again
+    as the ``firmware_build`` fixture left it (the Maix Dock, the tiny kmodel)."""
+    build = firmware_build["build"]
+    libstdcxx = firmware.libstdcxx_dir(firmware_build["cache"])
+    try:
+        firmware.configure(build, firmware_build["sources"], libstdcxx, board, inputs)
+        yield build
     finally:
-        firmware.configure(build, firmware_build["sources"], libstdcxx, "dan", inputs)
+        firmware.configure(build, firmware_build["sources"], libstdcxx, "dan", firmware_build["inputs"])
         firmware.build_targets(build, [firmware.FIRMWARE_NAME])
 
 
@@ -284,13 +293,8 @@ def test_an_image_over_the_k210_ram_fails_with_the_bytes_over(firmware_build, tm
     shared build folder is reconfigured for it (only the blob and the link are redone), then restored."""
     big = tmp_path / "big.kmodel"
     big.write_bytes(_kmodel_bytes(["stackvm", "k210"]).ljust(7 * 1024 * 1024, b"\0"))
-    build, inputs = firmware_build["build"], firmware_build["inputs"]
-    libstdcxx = firmware.libstdcxx_dir(firmware_build["cache"])
-    firmware.configure(build, firmware_build["sources"], libstdcxx, "dan",
-                       firmware.BoardInputs(big, inputs.labels_header, inputs.selftest_header))
-    try:
+    inputs = firmware_build["inputs"]
+    with reconfigured(firmware_build, "dan", firmware.BoardInputs(big, inputs.labels_header, inputs.selftest_header)) \
+            as build:
         with pytest.raises(ToolkitError, match=r"region `ram' \(6 MiB of SRAM\) overflowed by [\d,]+ bytes; build a "):
             firmware.build_targets(build, [firmware.FIRMWARE_NAME])
-    finally:
-        firmware.configure(build, firmware_build["sources"], libstdcxx, "dan", inputs)
-        firmware.build_targets(build, [firmware.FIRMWARE_NAME])
